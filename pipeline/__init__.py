@@ -1,0 +1,1 @@
+"""kav-pipeline: Kaspersky Security Center exports from FluentD files to Parquet."""

@@ -1,0 +1,118 @@
+"""Wire the steps of the batch job into one Beam pipeline.
+
+    MatchInputs -> ReadLines -> SplitLines -> DecodePayload -> ParseExtradata
+      -> RejectForeignLines -> ParseMessageBody -> Normalize -> Classify
+      -> KeyByPartition -> DeduplicatePartitions -> WritePartitions
+      -> WriteRunSummary
+
+Dead letters of every step join the events at KeyByPartition and are written
+under `_errors/`. Stats of the read and write steps are merged into the run
+summary under `_runs/`.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+
+from pipeline.options import Settings
+from pipeline.summary import MergeStats, finish_summary
+from transforms.classify import Classify
+from transforms.decode_payload import DecodePayload
+from transforms.deduplicate import DeduplicatePartitions, KeyByPartition
+from transforms.foreign import RejectForeignLines
+from transforms.message_body import ParseMessageBody
+from transforms.normalize import Normalize
+from transforms.read import MatchInputs, ReadLines
+from transforms.split_lines import SplitLines
+from transforms.structured_data import ParseExtradata
+from transforms.write import WritePartitions, summary_path, write_json
+
+
+def summary_header(settings: Settings) -> dict[str, Any]:
+    """Return the fields of the run summary that are known before the run."""
+    return {
+        "run_id": settings.run_id,
+        "started_at": settings.started_at,
+        "output": settings.output,
+        "patterns": list(settings.inputs),
+    }
+
+
+class _WriteSummary(beam.DoFn):
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def process(self, stats: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        summary = finish_summary(stats, summary_header(self._settings))
+        summary["finished_at"] = datetime.datetime.now(datetime.timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
+        write_json(summary_path(self._settings.output, self._settings.run_id), summary)
+        yield summary
+
+
+class WriteRunSummary(beam.PTransform):
+    """Merge every stats document into the run summary and store it."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self._settings = settings
+
+    def expand(self, stats: beam.PCollection):
+        return (
+            stats
+            | "MergeStats" >> beam.CombineGlobally(MergeStats())
+            | "StoreSummary" >> beam.ParDo(_WriteSummary(self._settings))
+        )
+
+
+def _match_stats(report: dict[str, Any]) -> dict[str, Any]:
+    return {"inputs": [report]}
+
+
+def parse_lines(lines: beam.PCollection) -> tuple[beam.PCollection, list]:
+    """Apply the parsing steps to line batches; returns (events, dead letters)."""
+    dead_letters = []
+    records = lines
+    for label, step in (
+        ("SplitLines", SplitLines()),
+        ("DecodePayload", DecodePayload()),
+        ("ParseExtradata", ParseExtradata()),
+        ("RejectForeignLines", RejectForeignLines()),
+        ("ParseMessageBody", ParseMessageBody()),
+        ("Normalize", Normalize()),
+        ("Classify", Classify()),
+    ):
+        records, rejected = records | label >> step
+        dead_letters.append(rejected)
+    return records, dead_letters
+
+
+def build_pipeline(pipeline: beam.Pipeline, settings: Settings) -> beam.PCollection:
+    """Add the batch job to `pipeline`; returns the PCollection of the summary."""
+    files, matches = pipeline | "MatchInputs" >> MatchInputs(list(settings.inputs))
+    lines, read_dead, read_stats = files | "ReadLines" >> ReadLines(
+        settings.batch_size, settings.max_line_bytes
+    )
+    events, parse_dead = parse_lines(lines)
+    dead_letters = [read_dead, *parse_dead] | "MergeDeadLetters" >> beam.Flatten()
+
+    keyed = (events, dead_letters) | "KeyByPartition" >> KeyByPartition(
+        settings.shards_per_partition, settings.run_id, settings.run_date
+    )
+    partitions = keyed | "DeduplicatePartitions" >> DeduplicatePartitions(
+        settings.output, settings.run_id
+    )
+    write_stats = partitions | "WritePartitions" >> WritePartitions(
+        settings.output, settings.run_id, settings.compression
+    )
+    match_stats = matches | "MatchStats" >> beam.Map(_match_stats)
+    return (
+        (read_stats, write_stats, match_stats)
+        | "MergeAllStats" >> beam.Flatten()
+        | "WriteRunSummary" >> WriteRunSummary(settings)
+    )

@@ -1,0 +1,9 @@
+import os
+
+pytest_plugins = ["tests.emulators"]
+
+# Keep boto3 and google-auth away from cloud metadata servers in every test.
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+os.environ.setdefault("NO_GCE_CHECK", "true")
+os.environ.setdefault("GCE_METADATA_HOST", "127.0.0.1:1")
+os.environ.setdefault("GCE_METADATA_IP", "127.0.0.1:1")

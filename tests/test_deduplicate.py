@@ -1,0 +1,137 @@
+"""Deduplication: partition keys, repeated events and ids stored by earlier runs."""
+
+import hashlib
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+
+from tests.beam_helpers import local_test_pipeline
+from transforms.deduplicate import (
+    DeduplicatePartitions,
+    KeyByPartition,
+    decode_rows,
+    drop_repeated_events,
+    encode_rows,
+    event_date,
+    event_partition,
+    shard_of,
+    stored_event_ids,
+)
+from transforms.schema import EVENT_SCHEMA
+from transforms.write import write_table_atomically
+
+# 2022-02-28T15:48:55Z in microseconds.
+T = 1646063335_000000
+
+
+def _event(event_id, category="security", time=T, line=1):
+    return {
+        "event_id": event_id,
+        "event_time": time,
+        "category": category,
+        "source_uri": "f.log",
+        "source_line": line,
+        "message_fields": [("Result description", "Detected")],
+        "sd_params": {"et": "GNRL_EV_VIRUS_FOUND"},
+    }
+
+
+def _table(ids):
+    return decode_rows(encode_rows([_event(i) for i in ids], EVENT_SCHEMA))
+
+
+@pytest.mark.parametrize(
+    ("micros", "date"),
+    [
+        (T, "2022-02-28"),
+        (0, "1970-01-01"),
+        (-1, "1969-12-31"),
+        (86_400_000_000, "1970-01-02"),
+    ],
+)
+def test_event_date_is_utc_day(micros, date):
+    assert event_date(micros) == date
+
+
+def test_partition_folder_layout():
+    assert event_partition("security", T) == "category=security/event_date=2022-02-28"
+
+
+@pytest.mark.parametrize("category", ["../../etc", "security/../x", "", "Security"])
+def test_partition_rejects_invalid_category(category):
+    with pytest.raises(ValueError):
+        event_partition(category, T)
+
+
+def test_shard_spreads_event_ids():
+    ids = [hashlib.blake2b(bytes([i]), digest_size=16).hexdigest() for i in range(64)]
+    assert {shard_of(event_id, 4) for event_id in ids} == {0, 1, 2, 3}
+
+
+def test_rows_survive_ipc_round_trip():
+    table = _table(["a" * 32])
+    assert table.column("message_fields").to_pylist() == [
+        [{"key": "Result description", "value": "Detected"}]
+    ]
+    assert table.column("sd_params").to_pylist() == [[("et", "GNRL_EV_VIRUS_FOUND")]]
+
+
+def test_repeated_ids_dropped_first_kept():
+    kept, repeated, stored = drop_repeated_events(
+        [_table(["a", "b"]), _table(["b", "c", "a"])], set()
+    )
+    assert kept.column("event_id").to_pylist() == ["a", "b", "c"]
+    assert repeated == 2
+    assert stored == 0
+
+
+def test_stored_ids_dropped_and_counted():
+    kept, repeated, stored = drop_repeated_events([_table(["a", "b", "b", "a"])], {"a"})
+    assert kept.column("event_id").to_pylist() == ["b"]
+    assert repeated == 1
+    assert stored == 2
+
+
+def test_repeated_copy_kept_by_source_order():
+    later = decode_rows(
+        encode_rows([dict(_event("a"), source_uri="z.log")], EVENT_SCHEMA)
+    )
+    earlier = decode_rows(
+        encode_rows([dict(_event("a"), source_uri="b.log")], EVENT_SCHEMA)
+    )
+    kept, _, _ = drop_repeated_events([later, earlier], set())
+    assert kept.column("source_uri").to_pylist() == ["b.log"]
+
+
+def test_stored_ids_skip_own_run(tmp_path):
+    folder = tmp_path / "category=security" / "event_date=2022-02-28"
+    write_table_atomically(_table(["a"]), str(folder / "part-run1-0000.parquet"))
+    write_table_atomically(_table(["b"]), str(folder / "part-run2-0000.parquet"))
+    assert stored_event_ids(str(folder), "run2") == {"a"}
+
+
+def test_stored_ids_missing_folder_empty(tmp_path):
+    assert stored_event_ids(str(tmp_path / "nothing"), "run") == set()
+
+
+def test_dedup_transform_counts_duplicates(tmp_path):
+    events = [[_event("a" * 32), _event("b" * 32)], [_event("a" * 32, line=2)]]
+    with local_test_pipeline() as pipeline:
+        batches = pipeline | "Events" >> beam.Create(events)
+        letters = pipeline | "Letters" >> beam.Create([])
+        keyed = (batches, letters) | KeyByPartition(1, "run", "2026-12-04")
+        deduped = keyed | DeduplicatePartitions(str(tmp_path), "run")
+        stats = deduped | beam.Map(lambda item: item[2])
+        assert_that(
+            stats,
+            equal_to(
+                [
+                    {
+                        "events_written": {"security": 2},
+                        "duplicates_dropped": 1,
+                        "duplicates_already_stored": 0,
+                    }
+                ]
+            ),
+        )

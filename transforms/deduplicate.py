@@ -1,0 +1,256 @@
+"""Group events by output partition and drop repeated events.
+
+FluentD retries re-upload a whole chunk as a new object, so one event can be
+read from several files, in this run or in an earlier one. Each event is
+keyed by its output partition and a shard of its `event_id`, so every copy of
+an event meets the others under one key:
+
+    ("category=security/event_date=2022-02-28", 3) -> Arrow batches of rows
+
+Within a key the first copy is kept, and ids already stored in that
+partition by earlier runs are dropped too (only the `event_id` column of
+the stored files is read). Batches travel through the shuffle as compressed
+Arrow IPC streams, one element per batch and partition, so the shuffle moves
+a few large byte strings instead of one pickled dict per event.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from transforms.batches import METRICS_NAMESPACE, Batch
+from transforms.schema import CATEGORIES, DEAD_LETTER_SCHEMA, EVENT_SCHEMA
+
+DEAD_LETTER_PREFIX = "_errors"
+_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+_EPOCH = datetime.date(1970, 1, 1)
+_MICROS_PER_DAY = 86_400_000_000
+
+_LOG = logging.getLogger(__name__)
+
+PartitionKey = tuple[str, int]
+
+
+def event_date(event_time: int) -> str:
+    """Return the UTC date `YYYY-MM-DD` of a time in microseconds."""
+    days = event_time // _MICROS_PER_DAY
+    return (_EPOCH + datetime.timedelta(days=days)).isoformat()
+
+
+def event_partition(category: str, event_time: int) -> str:
+    """Build the relative folder of an event; only validated values go in."""
+    if category not in CATEGORIES:
+        raise ValueError(f"category {category!r} is not one of {CATEGORIES}")
+    return f"category={category}/event_date={event_date(event_time)}"
+
+
+def dead_letter_partition(event_time: int | None, run_date: str) -> str:
+    """Build the folder of a dead letter: its event date, else the run's date."""
+    date = run_date if event_time is None else event_date(event_time)
+    return f"{DEAD_LETTER_PREFIX}/event_date={date}"
+
+
+def shard_of(event_id: str, shards: int) -> int:
+    """Map an event id (hex) to one of `shards` shards."""
+    return int(event_id[:8], 16) % shards
+
+
+def encode_rows(rows: Batch, schema: pa.Schema) -> bytes:
+    """Encode rows (dicts) as a compressed Arrow IPC stream."""
+    columns = {name: [row.get(name) for row in rows] for name in schema.names}
+    batch = pa.RecordBatch.from_pydict(columns, schema=schema)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema, options=_IPC_OPTIONS) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def decode_rows(blob: bytes) -> pa.Table:
+    """Decode an Arrow IPC stream made by `encode_rows`."""
+    return pa.ipc.open_stream(pa.py_buffer(blob)).read_all()
+
+
+class _KeyEvents(beam.DoFn):
+    def __init__(self, shards: int) -> None:
+        self._shards = shards
+
+    def process(self, batch: Batch) -> Iterator[tuple[PartitionKey, bytes]]:
+        groups: dict[PartitionKey, Batch] = defaultdict(list)
+        shards = self._shards
+        for record in batch:
+            partition = event_partition(record["category"], record["event_time"])
+            groups[(partition, shard_of(record["event_id"], shards))].append(record)
+        for key, rows in groups.items():
+            yield key, encode_rows(rows, EVENT_SCHEMA)
+
+
+class _KeyDeadLetters(beam.DoFn):
+    def __init__(self, run_id: str, run_date: str) -> None:
+        self._run_id = run_id
+        self._run_date = run_date
+
+    def process(self, batch: Batch) -> Iterator[tuple[PartitionKey, bytes]]:
+        groups: dict[PartitionKey, Batch] = defaultdict(list)
+        for letter in batch:
+            letter["run_id"] = self._run_id
+            partition = dead_letter_partition(letter.get("event_time"), self._run_date)
+            groups[(partition, 0)].append(letter)
+        for key, rows in groups.items():
+            yield key, encode_rows(rows, DEAD_LETTER_SCHEMA)
+
+
+class KeyByPartition(beam.PTransform):
+    """Key event batches and dead-letter batches by output partition and shard."""
+
+    def __init__(self, shards: int, run_id: str, run_date: str) -> None:
+        super().__init__()
+        self._shards = shards
+        self._run_id = run_id
+        self._run_date = run_date
+
+    def expand(self, inputs):
+        events, dead_letters = inputs
+        keyed_events = events | "KeyEventsByPartition" >> beam.ParDo(
+            _KeyEvents(self._shards)
+        )
+        keyed_letters = dead_letters | "KeyDeadLettersByDate" >> beam.ParDo(
+            _KeyDeadLetters(self._run_id, self._run_date)
+        )
+        return (keyed_events, keyed_letters) | "MergeKeyedBatches" >> beam.Flatten()
+
+
+def run_file_prefix(run_id: str) -> str:
+    """Return the name prefix of the Parquet files that one run writes."""
+    return f"part-{run_id}-"
+
+
+def stored_event_ids(partition_uri: str, run_id: str) -> set[str]:
+    """Read the event ids that earlier runs stored in one partition folder.
+
+    Files of the current run are skipped, so a retried bundle does not take
+    its own earlier attempt for stored events.
+    """
+    pattern = FileSystems.join(partition_uri, "*.parquet")
+    try:
+        matches = FileSystems.match([pattern])[0].metadata_list
+    except Exception:  # noqa: BLE001 - a folder that does not exist yet
+        return set()
+    own_prefix = run_file_prefix(run_id)
+    ids: set[str] = set()
+    for metadata in matches:
+        name = metadata.path.rsplit("/", 1)[-1]
+        if name.startswith(own_prefix) or name.startswith("."):
+            continue
+        with FileSystems.open(metadata.path) as handle:
+            table = pq.read_table(handle, columns=["event_id"])
+        ids.update(table.column("event_id").to_pylist())
+    return ids
+
+
+def drop_repeated_events(
+    tables: list[pa.Table], stored_ids: set[str]
+) -> tuple[pa.Table | None, int, int]:
+    """Keep one copy of each event id and drop ids stored before.
+
+    Of several copies, the one from the first file and line in sort order is
+    kept, so reruns pick the same `source_uri` whatever order files arrive in.
+    Returns the kept rows (None for no input), the count of copies repeated
+    within the input, and the count of events that were already stored.
+    """
+    if not tables:
+        return None, 0, 0
+    table = pa.concat_tables(tables)
+    if not table.num_rows:
+        return table, 0, 0
+    ordered = table.sort_by(
+        [
+            ("event_id", "ascending"),
+            ("source_uri", "ascending"),
+            ("source_line", "ascending"),
+        ]
+    )
+    ids = ordered.column("event_id").combine_chunks()
+    first = pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1))
+    is_first = pa.concat_arrays([pa.array([True]), first.fill_null(True)])
+    unique = ordered.filter(is_first)
+    repeated = ordered.num_rows - unique.num_rows
+    already_stored = 0
+    if stored_ids:
+        known = pc.is_in(
+            unique.column("event_id"), value_set=pa.array(list(stored_ids))
+        )
+        already_stored = pc.sum(known).as_py() or 0
+        # Every copy of a stored event counts as stored, not as repeated.
+        copies = pc.is_in(ids, value_set=pa.array(list(stored_ids)))
+        stored_copies = pc.sum(copies).as_py() or 0
+        repeated -= stored_copies - already_stored
+        already_stored = stored_copies
+        unique = unique.filter(pc.invert(known))
+    return unique, repeated, already_stored
+
+
+class _DropRepeats(beam.DoFn):
+    def __init__(self, output: str, run_id: str) -> None:
+        self._output = output
+        self._run_id = run_id
+
+    def setup(self) -> None:
+        self._repeated = Metrics.counter(METRICS_NAMESPACE, "duplicates_dropped")
+
+    def process(
+        self, element: tuple[PartitionKey, Iterable[bytes]]
+    ) -> Iterator[tuple[PartitionKey, list[pa.Table], dict[str, Any]]]:
+        (partition, shard), blobs = element
+        tables = [decode_rows(blob) for blob in blobs]
+        if partition.startswith(DEAD_LETTER_PREFIX + "/"):
+            codes = pc.value_counts(
+                pa.chunked_array([t.column("error") for t in tables])
+            ).to_pylist()
+            letters = {item["values"]: item["counts"] for item in codes}
+            yield (partition, shard), tables, {"dead_letters": letters}
+            return
+        stored = stored_event_ids(
+            FileSystems.join(self._output, partition), self._run_id
+        )
+        kept, repeated, already_stored = drop_repeated_events(tables, stored)
+        if repeated or already_stored:
+            self._repeated.inc(repeated + already_stored)
+        category = partition.split("/", 1)[0].split("=", 1)[1]
+        written = kept.num_rows if kept is not None else 0
+        stats = {
+            "events_written": {category: written},
+            "duplicates_dropped": repeated + already_stored,
+            "duplicates_already_stored": already_stored,
+        }
+        yield (partition, shard), [kept] if kept is not None else [], stats
+
+
+class DeduplicatePartitions(beam.PTransform):
+    """Group keyed batches and drop repeated and already stored events.
+
+    Returns (partition key, kept Arrow tables, stats) per partition shard.
+    """
+
+    def __init__(self, output: str, run_id: str) -> None:
+        super().__init__()
+        self._output = output
+        self._run_id = run_id
+
+    def expand(self, keyed: beam.PCollection):
+        return (
+            keyed
+            | "GroupByPartition" >> beam.GroupByKey()
+            | "DropRepeatedEvents"
+            >> beam.ParDo(_DropRepeats(self._output, self._run_id))
+        )

@@ -1,0 +1,424 @@
+"""Map the parsed structured data and message body onto the output columns.
+
+Input is a record after ParseMessageBody, for example (values shortened):
+
+    {"_msgid": "GNRL_EV_VIRUS_FOUND", "host": "host-01.example.local",
+     "sd_params": {"et": "GNRL_EV_VIRUS_FOUND", "p1": "275A021B...FD0F",
+                   "p2": "C:\\Users\\user1\\eicar.com", "p5": "EICAR-Test-File",
+                   "p7": "EXAMPLE\\user1", "p8": "60", "hdn": "HOST-01", ...},
+     "_sd_json": {"p9": {"engine": 1, "method": 3, "md5": "44D88612...B02F"}},
+     "message_fields": [("Result description", "Detected"), ("Type", "Virus"),
+                        ("User", "EXAMPLE\\user1 (Active user)"), ...]}
+
+and `normalize_event` returns `event_type="GNRL_EV_VIRUS_FOUND"`,
+`threat_name="EICAR-Test-File"`, `threat_type="Virus"`, `result="detected"`,
+`user_domain="EXAMPLE"`, `user_name="user1"`, `user_role="Active user"`,
+lower-case hashes, `language="en"` and the other columns of the event schema.
+
+Structured-data parameters are language-independent, so they win over body
+text where both have a value. Which parameter means what depends on the event
+type (`data/sd_params.csv`). Body keys are localized and are mapped to
+canonical names through `data/body_keys.csv`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+import apache_beam as beam
+
+from transforms import tables
+from transforms.batches import Record, apply_step
+
+# Columns that `normalize_event` returns, in schema order.
+NORMALIZED_COLUMNS = (
+    "event_type",
+    "event_type_name",
+    "component",
+    "host_name",
+    "host_ip",
+    "group_name",
+    "ksc_server",
+    "threat_name",
+    "threat_type",
+    "result",
+    "result_description",
+    "object_type",
+    "object_name",
+    "object_path",
+    "file_sha256",
+    "file_md5",
+    "url",
+    "url_domain",
+    "process_name",
+    "process_path",
+    "process_pid",
+    "user_domain",
+    "user_name",
+    "user_role",
+    "network_protocol",
+    "remote_ip",
+    "local_ip",
+    "local_port",
+    "reason",
+    "bases_release_date",
+    "language",
+)
+
+_USER_ROLE = re.compile(r"^(?P<user>.*?)\s*\((?P<role>[^()]+)\)\s*$")
+_HEX = re.compile(r"^[0-9A-Fa-f]+$")
+_URL = re.compile(r"^(?:https?|ftp)://", re.IGNORECASE)
+_DRIVE_PATH = re.compile(r"^[A-Za-z]:[\\/]")
+_UNSIGNED_INT = re.compile(r"^\d{1,10}$")
+
+
+def canonical_body_fields(
+    message_fields: Iterable[tuple[str, str]],
+) -> tuple[dict[str, str], str | None]:
+    """Map localized body keys to canonical field names.
+
+    Returns the fields (the first item wins when a key repeats) and the ISO
+    639-1 code of the language whose keys matched most. A tie goes to English,
+    then to the language listed first in `tables.LANGUAGES`. The language is
+    None when no key matched.
+    """
+    keys = tables.body_keys()
+    fields: dict[str, str] = {}
+    votes: Counter[str] = Counter()
+    for key, value in message_fields:
+        if not key:
+            continue
+        known = keys.get(tables.normalize_key(key))
+        if known is None:
+            continue
+        votes.update(known.languages)
+        fields.setdefault(known.field, value)
+    if not votes:
+        return fields, None
+    top = max(votes.values())
+    for language in tables.LANGUAGES:
+        if votes[language] == top:
+            return fields, language
+    return fields, min(language for language, count in votes.items() if count == top)
+
+
+def canonical_result(text: str | None) -> str | None:
+    """Map a localized outcome word ("Blocked", RU "Запрещено") to the result
+    vocabulary, or return None when the text is not a known outcome.
+
+    KES 10 writes `Detected: <threat name>`, so the part before the first
+    colon is tried when the whole text is not known.
+    """
+    if not text:
+        return None
+    terms = tables.result_terms()
+    result = terms.get(tables.normalize_term(text))
+    if result is None and ":" in text:
+        result = terms.get(tables.normalize_term(text.split(":", 1)[0]))
+    return result
+
+
+def split_user(text: str | None) -> tuple[str | None, str | None, str | None]:
+    """Split `DOMAIN\\name (Role)` into domain, name and role.
+
+    `NT AUTHORITY\\SYSTEM (Initiator)` gives ("NT AUTHORITY", "SYSTEM",
+    "Initiator") and `jsmith (Active user)` gives (None, "jsmith",
+    "Active user").
+    """
+    if not text or not text.strip():
+        return None, None, None
+    text = text.strip()
+    role = None
+    match = _USER_ROLE.match(text)
+    if match is not None and match["user"]:
+        text, role = match["user"], match["role"].strip()
+    domain, separator, name = text.rpartition("\\")
+    if not separator:
+        return None, text, role
+    return domain.rstrip("\\") or None, name or None, role
+
+
+def join_path(folder: str | None, name: str | None) -> str | None:
+    """Join a folder and a file name with `\\`, unless the folder already ends
+    with that name or with a separator."""
+    if not folder:
+        return name or None
+    if not name:
+        return folder
+    if _ends_with_name(folder, name):
+        return folder
+    if folder.endswith(("\\", "/")):
+        return folder + name
+    return folder + "\\" + name
+
+
+def _ends_with_name(path: str, name: str) -> bool:
+    if not path.casefold().endswith(name.casefold()):
+        return False
+    rest = path[: len(path) - len(name)]
+    return rest == "" or rest.endswith(("\\", "/"))
+
+
+def ipv4_text(value: str | None) -> str | None:
+    """Write an IPv4 address sent as an unsigned 32-bit integer in dotted form.
+
+    `168234606` gives `10.7.14.110`. Other text is returned as sent.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    if _UNSIGNED_INT.match(value) and int(value) <= 0xFFFFFFFF:
+        return str(ipaddress.IPv4Address(int(value)))
+    return value
+
+
+def parse_int(value: str | None) -> int | None:
+    """Return a decimal integer, or None when the text is not one."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value.lstrip("-").isdigit():
+        return None
+    return int(value)
+
+
+def _hash(value: str | None, length: int) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if len(value) != length or not _HEX.match(value):
+        return None
+    return value.lower()
+
+
+def _looks_like_path(value: str) -> bool:
+    """Tell a file path or URL from other object text such as a task name."""
+    return bool(
+        _URL.match(value)
+        or _DRIVE_PATH.match(value)
+        or value.startswith(("\\\\", "/"))
+        or "\\" in value
+    )
+
+
+def _json_value(record: Record, param: str) -> Any:
+    decoded = (record.get("_sd_json") or {}).get(param)
+    if decoded is not None:
+        return decoded
+    text = (record.get("sd_params") or {}).get(param)
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _convert(rule: tables.SdParamRule, value: str, record: Record) -> Any:
+    """Apply the conversion a sd_params.csv row names to a parameter value."""
+    conversion = rule.conversion
+    if conversion == "text":
+        return value.strip() or None
+    if conversion == "sha256":
+        return _hash(value, 64)
+    if conversion == "semicolon_sha256":
+        return _hash(value.rpartition(";")[2], 64)
+    if conversion == "json_md5":
+        decoded = _json_value(record, rule.param)
+        if isinstance(decoded, dict) and isinstance(decoded.get("md5"), str):
+            return _hash(decoded["md5"], 32)
+        return None
+    if conversion == "threat_type_code":
+        return tables.threat_types().get(value.strip())
+    if conversion == "ipv4_int":
+        return ipv4_text(value)
+    if conversion == "int":
+        return parse_int(value)
+    if conversion == "user":
+        return value.strip() or None
+    raise ValueError(f"unknown conversion {conversion!r} in sd_params.csv")
+
+
+def structured_values(
+    event_type: str | None, record: Record
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read the p1..p9 parameters that carry a column for this event type.
+
+    Returns two dicts of column values: those that replace body text and
+    those that only fill in where the body has none.
+    """
+    winning: dict[str, Any] = {}
+    fallback: dict[str, Any] = {}
+    if not event_type:
+        return winning, fallback
+    catalogued = tables.event_catalogue().lookup_id(event_type)
+    if catalogued is not None and catalogued.event_type is not None:
+        event_type = catalogued.event_type
+    sd_params = record.get("sd_params") or {}
+    for rule in tables.sd_param_rules():
+        if not rule.applies_to(event_type):
+            continue
+        value = sd_params.get(rule.param)
+        if value is None:
+            continue
+        converted = _convert(rule, value, record)
+        if converted is None:
+            continue
+        target = winning if rule.wins == "sd" else fallback
+        target.setdefault(rule.column, converted)
+    return winning, fallback
+
+
+def _first(*values: Any) -> Any:
+    for value in values:
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def _process(body: dict[str, str]) -> tuple[str | None, str | None, int | None]:
+    """Return process name, full executable path and PID from the body.
+
+    "Processing error" and "Object not processed" events name the process in
+    a plain `Name` item. That item is taken as the process only when the body
+    also gives an application path or a process ID.
+    """
+    path = body.get("process_path") or None
+    pid_text = body.get("process_pid")
+    name = body.get("process_name") or None
+    if name is None and (path or pid_text):
+        name = body.get("name") or None
+    pid = parse_int(pid_text)
+    return name, join_path(path, name) if path else None, pid
+
+
+def _object_path(body: dict[str, str]) -> str | None:
+    if body.get("object_path"):
+        return body["object_path"]
+    obj = body.get("object")
+    if obj and _looks_like_path(obj):
+        return obj
+    if body.get("object_folder"):
+        return join_path(body["object_folder"], body.get("object_name"))
+    return None
+
+
+def _url_domain(url: str) -> str | None:
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    return host.lower() if host else None
+
+
+def _merge_user(
+    sd_text: str | None, body_text: str | None
+) -> tuple[str | None, str | None, str | None]:
+    """Combine the structured-data user (`DOMAIN\\name`, no role) with the
+    body's `DOMAIN\\name (Role)`: the parameter wins, and the body adds the
+    domain and the role when it names the same user."""
+    body_user = split_user(body_text)
+    sd_domain, sd_name, _no_role = split_user(sd_text)
+    if sd_name is None:
+        return body_user
+    body_domain, body_name, body_role = body_user
+    if body_name is None or body_name.casefold() != sd_name.casefold():
+        return sd_domain, sd_name, None
+    return sd_domain or body_domain, sd_name, body_role
+
+
+def normalize_event(record: Record) -> dict[str, object]:
+    """Compute the normalized columns of one event.
+
+    Reads `sd_params`, `_sd_json`, `message_fields` and `_msgid` and returns
+    every column of `NORMALIZED_COLUMNS`, None where the event has no value.
+    """
+    sd = record.get("sd_params") or {}
+    body, language = canonical_body_fields(record.get("message_fields") or ())
+    event_type = _first(sd.get("et"), record.get("_msgid"))
+    sd_win, sd_fallback = structured_values(event_type, record)
+    process_name, process_path, process_pid = _process(body)
+
+    body_threat_name = body.get("threat_name")
+    # NOTE: a plain `Name` item that is not the process is taken as the threat
+    # name. That is right for detection and network attack bodies, but a general
+    # event that names something else in `Name` also fills threat_name.
+    if body_threat_name is None and process_name != body.get("name"):
+        body_threat_name = body.get("name")
+
+    result_description = _first(body.get("result_description"), body.get("result"))
+    result = canonical_result(body.get("result_description")) or canonical_result(
+        body.get("result")
+    )
+
+    object_path = _first(sd_win.get("object_path"), _object_path(body))
+    url = object_path if object_path and _URL.match(object_path) else None
+
+    user_domain, user_name, user_role = _merge_user(
+        sd_win.get("user"), body.get("user")
+    )
+
+    return {
+        "event_type": event_type,
+        "event_type_name": _first(sd.get("etdn"), body.get("event_type_name")),
+        "component": _first(sd.get("tdn"), body.get("component")),
+        "host_name": _first(sd.get("hdn")),
+        "host_ip": ipv4_text(sd.get("hip")),
+        "group_name": _first(sd.get("gn")),
+        "ksc_server": _first(sd.get("kscfqdn")),
+        "threat_name": _first(sd_win.get("threat_name"), body_threat_name),
+        "threat_type": _first(
+            sd_win.get("threat_type"),
+            body.get("threat_type"),
+            sd_fallback.get("threat_type"),
+        ),
+        "result": result,
+        "result_description": result_description,
+        "object_type": _first(body.get("object_type")),
+        "object_name": _first(sd_win.get("object_name"), body.get("object_name")),
+        "object_path": object_path,
+        "file_sha256": _first(
+            sd_win.get("file_sha256"), _hash(body.get("file_sha256"), 64)
+        ),
+        "file_md5": _first(sd_win.get("file_md5"), _hash(body.get("file_md5"), 32)),
+        "url": url,
+        "url_domain": _url_domain(url) if url else None,
+        "process_name": process_name,
+        "process_path": process_path,
+        "process_pid": process_pid,
+        "user_domain": user_domain,
+        "user_name": user_name,
+        "user_role": user_role,
+        "network_protocol": _first(sd_win.get("network_protocol")),
+        "remote_ip": _first(sd_win.get("remote_ip")),
+        "local_ip": _first(sd_win.get("local_ip")),
+        "local_port": _first(sd_win.get("local_port")),
+        "reason": _first(body.get("reason")),
+        "bases_release_date": _first(body.get("bases_release_date")),
+        "language": language,
+    }
+
+
+def normalize_step(record: Record) -> None:
+    """Add the normalized columns to a record in place."""
+    record.update(normalize_event(record))
+
+
+class Normalize(beam.PTransform):
+    """Add the normalized columns to every record of each batch.
+
+    Expands to (kept batches, dead-letter batches).
+    """
+
+    def expand(
+        self, pcoll: beam.PCollection
+    ) -> tuple[beam.PCollection, beam.PCollection]:
+        return apply_step(pcoll, "Normalize", normalize_step)

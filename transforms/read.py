@@ -1,0 +1,392 @@
+"""Find the input files and read them as batches of numbered lines.
+
+Patterns are globs on any filesystem Beam knows (`/data/kav/**.log`,
+`s3://logs/kav/2022/*/*.gz`, `gs://...`, `azfs://account/container/...`).
+Compression is chosen by suffix: `.gz` is gzip, `.zst` and `.zstd` are
+zstandard, anything else is read as it is. Each line becomes a record
+
+    {"source_uri": "s3://logs/kav/20220228_0.log.gz", "source_line": 1,
+     "raw": "2022-02-28T15:48:55+00:00\\tkav_logs.user.crit\\t{...}"}
+
+A file that cannot be read to its end (truncated gzip, vanished between
+listing and reading, binary content) yields the lines read before the
+failure and one dead letter that names the file, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+import zstandard
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from transforms.batches import DEAD_LETTERS, METRICS_NAMESPACE, Batch, Record
+
+STATS = "stats"
+MATCHES = "matches"
+
+DEFAULT_BATCH_SIZE = 2000
+DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
+_READ_BLOCK_BYTES = 1024 * 1024
+# Bytes of an over-long line kept in its dead letter.
+_KEPT_PREFIX_BYTES = 4096
+# A file whose first block has this share of control bytes is not text.
+_BINARY_SNIFF_BYTES = 8192
+_BINARY_CONTROL_SHARE = 0.10
+_TEXT_CONTROL_BYTES = frozenset(b"\t\n\r\f\b\x1b")
+
+_LOG = logging.getLogger(__name__)
+
+
+# Compressed input fed to a zstandard decompressor per call: a zstd block can
+# expand about 32,000 times, so this bounds one call's output near 64 MiB.
+_ZSTD_INPUT_BYTES = 2048
+
+
+class TruncatedStreamError(EOFError):
+    """A compressed file that ends before its last stream is complete."""
+
+
+def compression_of(path: str) -> str | None:
+    """Return "gzip", "zstd" or None for a path, by suffix only."""
+    lowered = path.lower()
+    if lowered.endswith(".gz") or lowered.endswith(".gzip"):
+        return "gzip"
+    if lowered.endswith(".zst") or lowered.endswith(".zstd"):
+        return "zstd"
+    return None
+
+
+def _gunzip_blocks(raw, block_bytes: int) -> Iterator[bytes]:
+    decompressor = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+    pending = b""
+    while True:
+        if not pending:
+            pending = raw.read(block_bytes)
+            if not pending:
+                break
+        # max_length bounds the output of one call, so a gzip bomb streams
+        # through in bounded blocks instead of inflating at once.
+        block = decompressor.decompress(pending, block_bytes)
+        pending = decompressor.unconsumed_tail
+        if block:
+            yield block
+        if decompressor.eof:
+            rest = decompressor.unused_data + pending
+            decompressor = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+            pending = rest
+            if not pending:
+                pending = raw.read(block_bytes)
+                if not pending:
+                    return
+    tail = decompressor.flush()
+    if tail:
+        yield tail
+    if not decompressor.eof:
+        raise TruncatedStreamError("gzip data ends before the end of its stream")
+
+
+def _unzstd_blocks(raw, block_bytes: int) -> Iterator[bytes]:
+    decompressor = zstandard.ZstdDecompressor().decompressobj()
+    started = False
+    while True:
+        data = raw.read(_ZSTD_INPUT_BYTES)
+        if not data:
+            break
+        while data:
+            started = True
+            block = decompressor.decompress(data)
+            if block:
+                yield block
+            if decompressor.eof:
+                data = decompressor.unused_data
+                decompressor = zstandard.ZstdDecompressor().decompressobj()
+                started = False
+            else:
+                data = b""
+    if started:
+        raise TruncatedStreamError("zstd data ends before the end of its frame")
+
+
+def iter_blocks(path: str, block_bytes: int) -> Iterator[bytes]:
+    """Yield the decompressed content of a file in blocks of bounded size.
+
+    Raises `TruncatedStreamError` when a gzip or zstd file is cut short, which
+    Beam's own decompressing reader passes over in silence.
+    """
+    raw = FileSystems.open(
+        path,
+        mime_type="application/octet-stream",
+        compression_type=CompressionTypes.UNCOMPRESSED,
+    )
+    with raw:
+        kind = compression_of(path)
+        if kind == "gzip":
+            yield from _gunzip_blocks(raw, block_bytes)
+        elif kind == "zstd":
+            yield from _unzstd_blocks(raw, block_bytes)
+        else:
+            while True:
+                block = raw.read(block_bytes)
+                if not block:
+                    return
+                yield block
+
+
+class InputFile(NamedTuple):
+    """A matched input file."""
+
+    path: str
+    size_in_bytes: int
+
+
+def _file_dead_letter(path: str, code: str, detail: str) -> Record:
+    return {
+        "source_uri": path,
+        "source_line": None,
+        "error": code,
+        "detail": detail,
+        "raw": None,
+        "event_time": None,
+    }
+
+
+def _is_hidden(path: str) -> bool:
+    """Tell whether a matched path is a folder or a hidden file.
+
+    Names that start with `_` or `.` are skipped, as Hive, Spark and pyarrow
+    skip them, so a glob over a bucket never reads this pipeline's own
+    `_runs/` and `_state/` documents or a writer's temporary files.
+    """
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    return path.endswith("/") or name.startswith(("_", "."))
+
+
+class _MatchPattern(beam.DoFn):
+    """List the files of one pattern, reporting how many it matched."""
+
+    def process(self, pattern: str) -> Iterator[Any]:
+        try:
+            result = FileSystems.match([pattern])[0]
+        except Exception as error:  # noqa: BLE001 - reported in the run summary
+            _LOG.error("Listing input pattern %s failed: %s", pattern, error)
+            yield beam.pvalue.TaggedOutput(
+                MATCHES, {"pattern": pattern, "files": 0, "error": str(error)[:500]}
+            )
+            return
+        files = [m for m in result.metadata_list if not _is_hidden(m.path)]
+        if not files:
+            _LOG.warning("Input pattern %s matched no files", pattern)
+        yield beam.pvalue.TaggedOutput(
+            MATCHES, {"pattern": pattern, "files": len(files), "error": None}
+        )
+        for metadata in files:
+            yield InputFile(metadata.path, metadata.size_in_bytes)
+
+
+class MatchInputs(beam.PTransform):
+    """List the input patterns; returns (files, per-pattern match reports)."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        super().__init__()
+        self._patterns = list(patterns)
+
+    def expand(self, pipeline: beam.pvalue.PBegin):
+        matched = (
+            pipeline
+            | "InputPatterns" >> beam.Create(self._patterns)
+            | "MatchPatterns"
+            >> beam.ParDo(_MatchPattern()).with_outputs(MATCHES, main="files")
+        )
+        # Plain (path, size) tuples have a deterministic coder for Distinct.
+        files = (
+            matched.files
+            | "AsTuples" >> beam.Map(tuple).with_output_types(tuple[str, int])
+            | "DropRepeatedFiles" >> beam.Distinct()
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "AsInputFiles" >> beam.MapTuple(InputFile)
+        )
+        return files, matched[MATCHES]
+
+
+def _looks_binary(block: bytes) -> bool:
+    sample = block[:_BINARY_SNIFF_BYTES]
+    if b"\x00" not in sample:
+        return False
+    control = sum(1 for byte in sample if byte < 32 and byte not in _TEXT_CONTROL_BYTES)
+    return control >= _BINARY_CONTROL_SHARE * len(sample)
+
+
+def split_blocks(
+    blocks: Iterator[bytes], max_line_bytes: int
+) -> Iterator[tuple[int, bytes, int, bool]]:
+    """Cut a stream of blocks into lines without holding a long line twice.
+
+    Yields `(line_number, data, size, terminated)`. A line longer than
+    `max_line_bytes` is not accumulated: `data` is then its first bytes only
+    and `size` the length seen, so callers tell it by `size > len(data)`.
+    """
+    number = 0
+    pending = bytearray()
+    skipping = False  # inside a line longer than max_line_bytes
+    skipped = 0  # bytes of that line seen so far
+    prefix = b""
+    kept = min(_KEPT_PREFIX_BYTES, max_line_bytes)
+    for block in blocks:
+        parts = block.split(b"\n")
+        last = len(parts) - 1
+        for index, part in enumerate(parts):
+            complete = index < last
+            if not skipping and len(pending) + len(part) > max_line_bytes:
+                skipping = True
+                prefix = bytes(pending[:kept]) + part[: max(0, kept - len(pending))]
+                skipped = len(pending)
+                pending.clear()
+            if skipping:
+                skipped += len(part)
+                if complete:
+                    number += 1
+                    yield number, prefix, skipped, True
+                    skipping = False
+                continue
+            if not complete:
+                pending += part
+                continue
+            number += 1
+            if pending:
+                pending += part
+                yield number, bytes(pending), len(pending), True
+                pending.clear()
+            else:
+                yield number, part, len(part), True
+    if skipping:
+        yield number + 1, prefix, skipped, False
+    elif pending:
+        yield number + 1, bytes(pending), len(pending), False
+
+
+def _blocks_checked(path: str) -> Iterator[bytes]:
+    blocks = iter_blocks(path, _READ_BLOCK_BYTES)
+    first = next(blocks, b"")
+    if _looks_binary(first):
+        raise BinaryFileError(f"file {path} holds binary data, not text lines")
+    if first:
+        yield first
+    yield from blocks
+
+
+class BinaryFileError(ValueError):
+    """A file whose first block is binary data, not text lines."""
+
+
+class _ReadLines(beam.DoFn):
+    """Read one file as batches of line records, with stats and dead letters."""
+
+    def __init__(self, batch_size: int, max_line_bytes: int) -> None:
+        self._batch_size = batch_size
+        self._max_line_bytes = max_line_bytes
+
+    def setup(self) -> None:
+        self._lines = Metrics.counter(METRICS_NAMESPACE, "lines_read")
+        self._files = Metrics.counter(METRICS_NAMESPACE, "files_read")
+        self._failed = Metrics.counter(METRICS_NAMESPACE, "files_unreadable")
+        self._too_long = Metrics.counter(METRICS_NAMESPACE, "dead_letter_line_too_long")
+
+    def _record(self, path: str, number: int, data: bytes, terminated: bool) -> Record:
+        record: Record = {"source_uri": path, "source_line": number}
+        try:
+            record["raw"] = data.decode("utf-8")
+        except UnicodeDecodeError:
+            record["raw"] = data.decode("utf-8", errors="replace")
+            record["parse_issues"] = ["invalid_utf8"]
+        if not terminated:
+            record["_unterminated"] = True
+        return record
+
+    def _too_long_letter(self, path: str, number: int, prefix: bytes, size: int):
+        self._too_long.inc()
+        return {
+            "source_uri": path,
+            "source_line": number,
+            "error": "line_too_long",
+            "detail": (
+                f"line has at least {size} bytes, more than the limit of "
+                f"{self._max_line_bytes} bytes (--max_line_bytes); its first "
+                f"{len(prefix)} bytes are kept"
+            ),
+            "raw": prefix.decode("utf-8", errors="replace"),
+            "event_time": None,
+        }
+
+    def process(self, input_file: InputFile) -> Iterator[Any]:
+        path = input_file.path
+        batch: Batch = []
+        dead: Batch = []
+        lines = 0
+        failure = None
+        try:
+            for number, data, size, terminated in split_blocks(
+                _blocks_checked(path), self._max_line_bytes
+            ):
+                lines += 1
+                if size > len(data):
+                    dead.append(self._too_long_letter(path, number, data, size))
+                    continue
+                batch.append(self._record(path, number, data, terminated))
+                if len(batch) >= self._batch_size:
+                    yield batch
+                    batch = []
+        except BinaryFileError as error:
+            failure = ("binary_file", str(error))
+        except Exception as error:  # noqa: BLE001 - the file is reported, the run goes on
+            failure = (
+                "unreadable_file",
+                f"reading {path} failed after {lines} lines: "
+                f"{type(error).__name__}: {str(error)[:300]}",
+            )
+        if failure is not None:
+            # The unread rest of the file counts as one record in the books.
+            lines += 1
+            dead.append(_file_dead_letter(path, *failure))
+            self._failed.inc()
+            _LOG.error("Input file skipped: %s", failure[1])
+        if batch:
+            yield batch
+        if dead:
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead)
+        self._lines.inc(lines)
+        self._files.inc()
+        yield beam.pvalue.TaggedOutput(
+            STATS,
+            {
+                "lines_read": lines,
+                "files_read": 1,
+                "files_unreadable": [path] if failure else [],
+                "bytes_matched": input_file.size_in_bytes,
+            },
+        )
+
+
+class ReadLines(beam.PTransform):
+    """Read matched files; returns (line batches, dead letters, per-file stats)."""
+
+    def __init__(
+        self,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    ) -> None:
+        super().__init__()
+        self._batch_size = batch_size
+        self._max_line_bytes = max_line_bytes
+
+    def expand(self, files: beam.PCollection):
+        outputs = files | "ReadFileLines" >> beam.ParDo(
+            _ReadLines(self._batch_size, self._max_line_bytes)
+        ).with_outputs(DEAD_LETTERS, STATS, main="lines")
+        return outputs.lines, outputs[DEAD_LETTERS], outputs[STATS]
