@@ -1,19 +1,19 @@
-"""Generate realistic synthetic FluentD files of Kaspersky Security Center exports.
+r"""Generate realistic synthetic FluentD files of Kaspersky Security Center exports.
 
 FluentD's `in_syslog` (RFC 5424) and `out_file` formatter write one event a line,
-`<time>\\t<tag>\\t<JSON record>`, for example (shortened):
+`<time>\t<tag>\t<JSON record>`. A real line, shortened, with its TABs as `\t`:
 
-    2024-03-11T09:23:12+00:00	kav_logs.user.crit	{"host":"ws-0042.corp.example.local",
-    "ident":"KES|12.3.0.493","pid":"-","msgid":"GNRL_EV_VIRUS_FOUND","extradata":
-    "[event@23668 p1=\\"275A...\\" p2=\\"C:\\\\\\\\Users\\\\\\\\jdoe\\\\\\\\eicar.com\\" ...]",
-    "message":"Result description: Detected\\\\r\\\\nType: Virus\\\\r\\\\n..."}
+    2022-02-28T15:48:55+00:00\tkav_logs.user.crit\t{"host":"host-01.example.local",
+    "ident":"KES|11.0.0.0","pid":"-","msgid":"GNRL_EV_VIRUS_FOUND",
+    "extradata":"[event@23668 p2=\"C:\\\\Users\\\\user1\\\\eicar.com\" ...]",
+    "message":"Result description: Detected\\r\\nType: Virus\\r\\n..."}
 
-`generate()` writes such lines as FluentD's object-storage outputs lay them out,
-`kav/%Y/%m/%d/<name>_<time_slice>_<index>.log[.gz|.zst]`, with a chosen number
-of distinct events, a share of re-uploaded chunks (a FluentD retry copies a
-whole chunk to the object with the next index), broken lines and other
-products' syslog lines. It returns a manifest that accounts for every line and
-also stores it as `_manifest.json` in the output folder.
+`generate()` writes a chosen number of distinct events in the object layout of
+FluentD's storage outputs, `kav/%Y/%m/%d/<name>_<time_slice>_<index>.log[.gz|.zst]`.
+It adds re-uploaded chunks (a FluentD retry copies a whole chunk to the object
+with the next index), broken lines and other products' syslog lines. The
+manifest it returns accounts for every line, and a copy is stored as
+`_manifest.json` in the output folder.
 
 Run it as
 
@@ -50,9 +50,9 @@ MANIFEST_NAME = "_manifest.json"
 COMPRESSIONS = ("mixed", "gzip", "zstd", "none")
 SUFFIXES = {"gzip": ".log.gz", "zstd": ".log.zst", "none": ".log"}
 
-# NOTE: the APP-NAME that the Administration Server puts on its own events
-# (KLSRV_*, KLAUD_*) is not shown in any public sample; "1093" is the product
-# name KSC's API uses for the Administration Server.
+# NOTE: no public sample shows the APP-NAME that the Administration Server puts
+# on its own events (KLSRV_*, KLAUD_*). "1093" is the product name that KSC's
+# API gives the Administration Server, so the generator uses it.
 KSC_IDENT = "1093|1.0.0.0"
 
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -137,7 +137,7 @@ _FIRST_NAMES = {
         "aleksandr dmitry sergey elena olga natalia ivan maria andrey anna "
         "pavel irina nikolay svetlana"
     ).split(),
-    "es": "juan maria carlos ana luis carmen jose lucia pedro sofia diego marta".split(),
+    "es": "juan maria carlos ana luis carmen jose lucia pedro sofia diego".split(),
     "de": "lukas anna jonas lea felix laura paul sophie max julia jan lena".split(),
 }
 _LAST_NAMES = {
@@ -520,100 +520,100 @@ def _build_orgs(rng: random.Random, compression: str) -> list[Org]:
 
     orgs = [
         Org(
-            "corp",
-            "en",
-            "en-US",
-            "EXAMPLE",
-            source("s3-eu"),
-            "ksc01.corp.example.local",
-            "10.10.0.5",
-            True,
-            False,
-            "edr",
-            (
+            key="corp",
+            language="en",
+            date_style="en-US",
+            domain="EXAMPLE",
+            source=source("s3-eu"),
+            ksc_name="ksc01.corp.example.local",
+            ksc_ip="10.10.0.5",
+            kscfqdn=True,
+            sd_dropped=False,
+            p9_style="edr",
+            groups=(
                 "Managed devices",
                 "Workstations",
                 "Servers",
                 "Finance",
                 "Laptops - Remote",
             ),
-            ("11.11.0.452", "12.3.0.493", "12.5.0.538", "11.0.0.0"),
-            300,
+            versions=("11.11.0.452", "12.3.0.493", "12.5.0.538", "11.0.0.0"),
+            host_count=300,
         ),
         Org(
-            "lab",
-            "en",
-            "en-GB",
-            "LAB",
-            source("file-br"),
-            "ksc-lab",
-            "10.20.0.5",
-            False,
-            False,
-            "plain",
-            ("Managed devices", "Lab", "Build agents"),
-            ("11.0.0.0", "11.8.0.384"),
-            110,
+            key="lab",
+            language="en",
+            date_style="en-GB",
+            domain="LAB",
+            source=source("file-br"),
+            ksc_name="ksc-lab",
+            ksc_ip="10.20.0.5",
+            kscfqdn=False,
+            sd_dropped=False,
+            p9_style="plain",
+            groups=("Managed devices", "Lab", "Build agents"),
+            versions=("11.0.0.0", "11.8.0.384"),
+            host_count=110,
         ),
         Org(
-            "relay",
-            "en",
-            "en-US",
-            "BRANCH",
-            source("gcs-in"),
-            "ksc-branch.example.local",
-            "10.30.0.5",
-            True,
-            True,
-            "plain",
-            ("Managed devices",),
-            ("12.3.0.493",),
-            70,
+            key="relay",
+            language="en",
+            date_style="en-US",
+            domain="BRANCH",
+            source=source("gcs-in"),
+            ksc_name="ksc-branch.example.local",
+            ksc_ip="10.30.0.5",
+            kscfqdn=True,
+            sd_dropped=True,
+            p9_style="plain",
+            groups=("Managed devices",),
+            versions=("12.3.0.493",),
+            host_count=70,
         ),
         Org(
-            "es",
-            "es",
-            "es",
-            "EMPRESA",
-            source("s3-br"),
-            "ksc.empresa.example",
-            "10.40.0.5",
-            True,
-            False,
-            "plain",
-            ("Dispositivos administrados", "Ventas", "Contabilidad"),
-            ("11.11.0.452", "12.3.0.493"),
-            70,
+            key="es",
+            language="es",
+            date_style="es",
+            domain="EMPRESA",
+            source=source("s3-br"),
+            ksc_name="ksc.empresa.example",
+            ksc_ip="10.40.0.5",
+            kscfqdn=True,
+            sd_dropped=False,
+            p9_style="plain",
+            groups=("Dispositivos administrados", "Ventas", "Contabilidad"),
+            versions=("11.11.0.452", "12.3.0.493"),
+            host_count=70,
         ),
         Org(
-            "de",
-            "de",
-            "de",
-            "FIRMA",
-            source("azure-de"),
-            "ksc.firma.example",
-            "10.50.0.5",
-            True,
-            False,
-            "plain",
-            ("Verwaltete Geräte", "Vertrieb", "Entwicklung"),
-            ("12.3.0.493", "12.5.0.538"),
-            60,
+            key="de",
+            language="de",
+            date_style="de",
+            domain="FIRMA",
+            source=source("azure-de"),
+            ksc_name="ksc.firma.example",
+            ksc_ip="10.50.0.5",
+            kscfqdn=True,
+            sd_dropped=False,
+            p9_style="plain",
+            groups=("Verwaltete Geräte", "Vertrieb", "Entwicklung"),
+            versions=("12.3.0.493", "12.5.0.538"),
+            host_count=60,
         ),
         Org(
-            "ru",
-            "ru",
-            "ru",
-            "OFFICE",
-            source("s3-ru"),
-            "KES.EXAMPLE",
-            "10.60.0.5",
-            True,
-            False,
-            "plain",
-            ("Управляемые устройства", "Бухгалтерия", "Склад"),
-            ("11.0.0.0", "12.3.0.493"),
-            70,
+            key="ru",
+            language="ru",
+            date_style="ru",
+            domain="OFFICE",
+            source=source("s3-ru"),
+            ksc_name="KES.EXAMPLE",
+            ksc_ip="10.60.0.5",
+            kscfqdn=True,
+            sd_dropped=False,
+            p9_style="plain",
+            groups=("Управляемые устройства", "Бухгалтерия", "Склад"),
+            versions=("11.0.0.0", "12.3.0.493"),
+            host_count=70,
         ),
     ]
     for number, org in enumerate(orgs, start=1):
@@ -706,7 +706,7 @@ def _file_path(rng: random.Random, host: Host) -> tuple[str, str]:
     roll = rng.random()
     if roll < 0.12:
         # Browser cache copies carry "[1]" before the extension, so the path
-        # holds a "]" that RFC 5424 escapes inside SD-PARAM values.
+        # contains a "]" that RFC 5424 escapes inside SD-PARAM values.
         stem, dot, ext = name.rpartition(".")
         name = f"{stem}[1].{ext}" if dot else f"{name}[1]"
         return f"{_fill(rng, _INETCACHE, host.user)}\\{name}", name
@@ -851,12 +851,14 @@ def _detection(
     severity: str,
 ) -> Event:
     threat, code, threat_type = rng.choice(threats)
-    if rng.random() < 0.1:
+    if threats is _MALWARE and rng.random() < 0.1:
+        # Test files are a usual share of detections in real fleets.
         threat, code, threat_type = _MALWARE[0]
     path, _ = _file_path(rng, host)
     sha256, md5 = _hashes(rng, threat)
     user = _user(rng, org, host, 0.15)
     method = rng.choice((0, 1, 2, 3, 4))
+
     params = [
         ("p1", sha256),
         ("p2", path),
@@ -871,6 +873,7 @@ def _detection(
     params += _sd_tail(org, host, et, tdn, etdn)
     if org.p9_style == "edr":
         params += [("engine", "1"), ("method", str(method))]
+
     items = [
         ("Result description", result),
         ("Type", threat_type),
@@ -1022,7 +1025,8 @@ def _attack_detected(rng, org, host, epoch):
     if port is None:
         port = rng.choice((21, 22, 23, 25, 135, 139, 445, 1433, 3306, 5900, 8443))
     if rng.random() < 0.6:
-        attacker = f"{rng.choice(('203.0.113', '198.51.100', '192.0.2'))}.{rng.randrange(1, 255)}"
+        network = rng.choice(("203.0.113", "198.51.100", "192.0.2"))
+        attacker = f"{network}.{rng.randrange(1, 255)}"
     else:
         attacker = (
             f"10.{rng.randrange(1, 70)}.{rng.randrange(0, 256)}.{rng.randrange(2, 254)}"
@@ -1141,27 +1145,17 @@ def _device_denied(rng, org, host, epoch):
     return _event(host.name, _kes(host), et, params, format_message(items), "crit")
 
 
+_LAUNCH_DENIED_FILES = (
+    "rm.bat psexec.exe mimikatz.exe AnyDesk.exe tor.exe nc.exe".split()
+)
+_LAUNCH_DENIED_FOLDERS = _FOLDERS[:4] + (
+    "C:\\Windows\\SysWOW64\\config\\systemprofile\\Citrix\\UpdaterBinaries",
+)
+
+
 def _app_launch_denied(rng, org, host, epoch):
-    name = rng.choice(
-        (
-            "rm.bat",
-            "psexec.exe",
-            "mimikatz.exe",
-            "AnyDesk.exe",
-            "tor.exe",
-            "nc.exe",
-            "utorrent.exe",
-            "install.cmd",
-        )
-    )
-    folder = _fill(
-        rng,
-        rng.choice(
-            _FOLDERS[:4]
-            + ("C:\\Windows\\SysWOW64\\config\\systemprofile\\Citrix\\UpdaterBinaries",)
-        ),
-        host.user,
-    )
+    name = rng.choice(_LAUNCH_DENIED_FILES)
+    folder = _fill(rng, rng.choice(_LAUNCH_DENIED_FOLDERS), host.user)
     path = f"{folder}\\{name}"
     sha256 = _hex(rng, 64)
     system = rng.random() < 0.3
@@ -1171,6 +1165,7 @@ def _app_launch_denied(rng, org, host, epoch):
         '{"CertSerial":"" ,"CertThumbprint":"" ,"CertIssuer":"" ,"CertSubject":"" ,'
         f'"ParentProcess":"{parent}"}}'
     )
+
     et, etdn = "GNRL_EV_APPLICATION_LAUNCH_DENIED", "Application startup prohibited"
     params = [
         ("p1", _hex(rng, 16).lower()),
@@ -1183,6 +1178,7 @@ def _app_launch_denied(rng, org, host, epoch):
         ("p8", f";{sha256}"),
     ]
     params += _sd_tail(org, host, et, "Application Control", etdn)
+
     items = [("Event type", etdn)]
     if system:
         items.append(
@@ -1438,25 +1434,27 @@ def _localized_virus_found(rng, org, host, epoch, words):
         ("p8", code),
     ]
     params += _sd_tail(org, host, et, words["component"], words["etdn"])
-    k = words["keys"]
-    items = [
-        (k[0], words["etdn"]),
-        (k[1], app[0]),
-        (k[2], app[1]),
-        (k[3], app[2]),
-        (k[4], str(rng.randrange(400, 30000, 4))),
-        (k[5], user),
-        (k[6], words["component"]),
-        (k[7], words["detected"]),
-        (k[8], words["types"][code]),
-        (k[9], threat),
-        (k[10], words["high"]),
-        (k[11], path),
-        (k[12], words["file"]),
-        (k[13], name),
-        (k[14], words["reason"]),
-        (k[15], _release_date(rng, org, epoch)),
-    ]
+
+    # The values in the order of the localized keys in words["keys"].
+    values = (
+        words["etdn"],
+        app[0],
+        app[1],
+        app[2],
+        str(rng.randrange(400, 30000, 4)),
+        user,
+        words["component"],
+        words["detected"],
+        words["types"][code],
+        threat,
+        words["high"],
+        path,
+        words["file"],
+        name,
+        words["reason"],
+        _release_date(rng, org, epoch),
+    )
+    items = list(zip(words["keys"], values, strict=True))
     message = format_message(items, trailing=True)
     return _event(host.name, _kes(host), et, params, message, "crit")
 
@@ -1611,6 +1609,9 @@ class Kind(NamedTuple):
     builder: Builder
 
 
+# NOTE: the bodies of task state, Web Control, Device Control, license, audit,
+# KLSRV_* and unnamed hex-id events follow the key style of real KES bodies, but
+# no public sample shows their exact items or SD-PARAMs.
 # scope: "en" devices of English orgs with structured data, "wsee" their
 # servers, "ksc" their Administration Servers, "relay" the org whose relay drops
 # structured data, "ru"/"es"/"de" the localized orgs.
@@ -1730,7 +1731,7 @@ def _broken_line(
             data.decode("utf-8")
         except UnicodeDecodeError:
             return org, data
-        raise AssertionError(f"line is valid UTF-8 in {codec}: {text!r}")
+        raise AssertionError(f"{codec} encoding left the line valid UTF-8: {text!r}")
     return org, (text + "\n").encode("utf-8")
 
 
@@ -1750,9 +1751,10 @@ def _foreign_line(rng: random.Random, kind: str, org: Org, epoch: int) -> bytes:
     prefix = org.source.tag_prefix
     esx = f"esx{rng.randrange(1, 13):02d}.{org.key}.example.local"
     # vSphere operation ids may contain "@23668", the number Kaspersky uses in
-    # its SD-ID, so only the SD-ID name tells the two products apart.
+    # its SD-ID, so only the SD-ID name distinguishes the two products.
     op_number = 23668 if rng.random() < 0.5 else rng.randrange(10000, 99999)
-    op_id = f"host-{rng.randrange(1, 99)}@{op_number}-{_hex(rng, 8).lower()}-{_hex(rng, 2).lower()}"
+    op_suffix = f"{_hex(rng, 8).lower()}-{_hex(rng, 2).lower()}"
+    op_id = f"host-{rng.randrange(1, 99)}@{op_number}-{op_suffix}"
     if kind == "vmware_hostd":
         sub = rng.choice(
             ("Vimsvc.TaskManager", "Vimsvc.ha-eventmgr", "Hostsvc.VmkVprobSource")
@@ -1763,12 +1765,17 @@ def _foreign_line(rng: random.Random, kind: str, org: Org, epoch: int) -> bytes:
                 ("sid", _hex(rng, 8).lower()),
                 ("user", "vpxuser:VSPHERE.LOCAL\\Administrator"),
             ]
-        task = f"haTask-ha-host-vim.HostSystem.retrieveInternalCapability-{rng.randrange(1, 999999)}"
+        task = (
+            "haTask-ha-host-vim.HostSystem.retrieveInternalCapability-"
+            f"{rng.randrange(1, 999999)}"
+        )
+        client = f"10.{rng.randrange(1, 70)}.0.9"
         message = rng.choice(
             (
                 f"Task Created : {task}",
                 f"Task Completed : {task} Status success",
-                f"Event {rng.randrange(1, 99999)} : User root@10.{rng.randrange(1, 70)}.0.9 logged in as VMware-client/6.5.0",
+                f"Event {rng.randrange(1, 99999)} : User root@{client} logged in as "
+                "VMware-client/6.5.0",
             )
         )
         record = format_record(
@@ -1785,7 +1792,8 @@ def _foreign_line(rng: random.Random, kind: str, org: Org, epoch: int) -> bytes:
         params = [("sub", "vpxLro"), ("opID", op_id)]
         message = rng.choice(
             (
-                f"[VpxLRO] -- BEGIN lro-{lro} -- vpxa -- vpxapi.VpxaService.retrieveChanges",
+                f"[VpxLRO] -- BEGIN lro-{lro} -- vpxa -- "
+                "vpxapi.VpxaService.retrieveChanges",
                 f"[VpxLRO] -- FINISH lro-{lro}",
             )
         )
@@ -1801,7 +1809,8 @@ def _foreign_line(rng: random.Random, kind: str, org: Org, epoch: int) -> bytes:
     else:
         key = _hex(rng, 43)
         message = (
-            f"Accepted publickey for deploy from 10.{rng.randrange(1, 70)}.1.{rng.randrange(2, 254)} "
+            "Accepted publickey for deploy from "
+            f"10.{rng.randrange(1, 70)}.1.{rng.randrange(2, 254)} "
             f"port {rng.randrange(1024, 65535)} ssh2: ED25519 SHA256:{key}"
         )
         record = format_record(
@@ -1842,31 +1851,9 @@ class Chunk:
 
 
 # More events during working hours (UTC), as endpoint activity is.
-_HOUR_WEIGHTS = (
-    1,
-    1,
-    1,
-    1,
-    1,
-    2,
-    4,
-    7,
-    9,
-    10,
-    10,
-    9,
-    8,
-    9,
-    10,
-    10,
-    9,
-    7,
-    5,
-    4,
-    3,
-    2,
-    2,
-    1,
+_HOUR_WEIGHTS = tuple(
+    int(weight)
+    for weight in "1 1 1 1 1 2 4 7 9 10 10 9 8 9 10 10 9 7 5 4 3 2 2 1".split()
 )
 _HOUR_CUMULATIVE = tuple(sum(_HOUR_WEIGHTS[: i + 1]) for i in range(24))
 
@@ -1899,7 +1886,7 @@ def _chunk_lines(
     chunks: dict[tuple[str, str], list[Chunk]] = {}
     for name, folder, time_slice in sorted(by_slice):
         slice_lines = sorted(
-            by_slice[(name, folder, time_slice)], key=lambda x: x.epoch
+            by_slice[(name, folder, time_slice)], key=lambda line: line.epoch
         )
         source = sources[name]
         chunks[(name, time_slice)] = [
@@ -1938,11 +1925,10 @@ def _add_retries(
         slice_chunks = chunks[key]
         position = slice_chunks.index(chunk)
         if events > need:
-            seen = 0
-            for cut, line in enumerate(chunk.lines, start=1):
-                seen += line.role == "event"
-                if seen == need:
-                    break
+            cut, seen = 0, 0
+            while seen < need:
+                seen += chunk.lines[cut].role == "event"
+                cut += 1
             tail = Chunk(
                 chunk.source,
                 chunk.time_slice,
@@ -2062,6 +2048,8 @@ def _generate_events(
     languages: Counter = Counter()
     hosts: set[str] = set()
     for _ in range(events):
+        # A record that was already written is drawn again, first of the same
+        # kind and then of another, so that every event is distinct.
         while True:
             kind = rng.choices(KINDS, weights)[0]
             candidates, org_weights = pools[kind.scope]
@@ -2120,6 +2108,12 @@ def generate(
     `lines_total == distinct_events + duplicate_lines + broken_lines +
     foreign_lines`. Raises ValueError for invalid arguments or a non-empty
     `out_dir`.
+
+    The manifest also counts `event_kinds`, `event_types`, `languages`,
+    `broken_kinds`, `foreign_kinds`, `hosts` and `categories`, the class
+    (`security` or `general`) each kind has in Kaspersky's event catalogue.
+    Each entry of `files` gives that file's counts, the chunk it copies
+    (`copy_of`) and the line numbers of its broken and foreign lines.
     """
     if events < 1:
         raise ValueError(f"events must be at least 1, got {events}")
@@ -2150,14 +2144,12 @@ def generate(
         rng, orgs, events, start_epoch, days
     )
 
-    for _ in range(round(events * broken_ratio)):
-        kind = rng.choice(BROKEN_KINDS)
+    for kind in _spread_kinds(rng, BROKEN_KINDS, round(events * broken_ratio)):
         epoch = _random_epoch(rng, start_epoch, days)
         org, data = _broken_line(rng, kind, orgs, epoch)
         lines.append((org.source, Line(epoch, "broken", kind, data)))
     foreign_orgs = [orgs[0], orgs[0], orgs[1], orgs[4]]
-    for _ in range(round(events * foreign_ratio)):
-        kind = rng.choice(FOREIGN_KINDS)
+    for kind in _spread_kinds(rng, FOREIGN_KINDS, round(events * foreign_ratio)):
         org = rng.choice(foreign_orgs)
         epoch = _random_epoch(rng, start_epoch, days)
         lines.append(
@@ -2221,6 +2213,13 @@ def generate(
     return manifest
 
 
+def _spread_kinds(rng: random.Random, kinds: Sequence[str], count: int) -> list[str]:
+    # Kinds in turn, then shuffled, so that even a small run has each kind.
+    spread = [kinds[i % len(kinds)] for i in range(count)]
+    rng.shuffle(spread)
+    return spread
+
+
 def _offset_text(offset_minutes: int) -> str:
     return format_fluentd_time(0, offset_minutes)[-6:]
 
@@ -2229,7 +2228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the generator from the command line and print the manifest's totals."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.synthetic",
-        description="Write synthetic FluentD files of Kaspersky Security Center exports.",
+        description="Write synthetic FluentD files of Kaspersky Security Center "
+        "exports.",
     )
     parser.add_argument("out_dir", metavar="OUT_DIR", help="new or empty output folder")
     parser.add_argument(
@@ -2271,6 +2271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--days", type=int, default=4, help="days the events span")
     args = parser.parse_args(argv)
+
     try:
         manifest = generate(
             args.out_dir,
@@ -2286,6 +2287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as error:
         parser.error(str(error))
+
     totals = {key: value for key, value in manifest.items() if key != "files"}
     print(json.dumps(totals, ensure_ascii=False, indent=1))
     return 0

@@ -11,6 +11,11 @@ from transforms.read import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LINE_BYTES
 from transforms.write import DEFAULT_COMPRESSION
 
 DEFAULT_SHARDS_PER_PARTITION = 4
+DEFAULT_POLL_INTERVAL_SECONDS = 60.0
+DEFAULT_WINDOW_SECONDS = 3600
+# FluentD's default buffer timekey (1 day) plus its default timekey_wait
+# (600 s): the longest an event waits in FluentD before its object appears.
+DEFAULT_ALLOWED_LATENESS_SECONDS = 86400 + 600
 # A path that holds no Prism binary: the DirectRunner then skips Prism at once
 # instead of downloading it, and runs on its Python runners.
 NO_PRISM_LOCATION = "/nonexistent/prism-not-installed.zip"
@@ -29,6 +34,11 @@ class Settings:
     shards_per_partition: int = DEFAULT_SHARDS_PER_PARTITION
     compression: str = DEFAULT_COMPRESSION
     beam_args: tuple[str, ...] = field(default_factory=tuple)
+    incremental: bool = False
+    streaming: bool = False
+    poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS
+    window_seconds: int = DEFAULT_WINDOW_SECONDS
+    allowed_lateness: int = DEFAULT_ALLOWED_LATENESS_SECONDS
 
     @property
     def run_date(self) -> str:
@@ -45,6 +55,20 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
+
+
+def _seconds(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds >= 0")
     return value
 
 
@@ -99,6 +123,45 @@ def build_parser() -> argparse.ArgumentParser:
         "--run_id",
         help="id of this run in file names and in _runs/ (default: time and random)",
     )
+    parser.add_argument(
+        "--incremental",
+        action="store_true",
+        help="read only objects not recorded under OUTPUT/_state/, then record them",
+    )
+    parser.add_argument(
+        "--streaming",
+        action="store_true",
+        help=(
+            "watch the input patterns until stopped: on the DirectRunner a loop of "
+            "incremental runs, on other runners a streaming pipeline"
+        ),
+    )
+    parser.add_argument(
+        "--poll_interval",
+        type=_positive_seconds,
+        default=DEFAULT_POLL_INTERVAL_SECONDS,
+        metavar="SECONDS",
+        help="seconds between listings of the inputs with --streaming "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--window_seconds",
+        type=_positive,
+        default=DEFAULT_WINDOW_SECONDS,
+        metavar="SECONDS",
+        help="event-time window of the streaming pipeline (default %(default)s)",
+    )
+    parser.add_argument(
+        "--allowed_lateness",
+        type=_seconds,
+        default=DEFAULT_ALLOWED_LATENESS_SECONDS,
+        metavar="SECONDS",
+        help=(
+            "how long after its window closes an event is still added to it by the "
+            "streaming pipeline; default %(default)s = FluentD timekey 1 day + "
+            "timekey_wait 600 s"
+        ),
+    )
     return parser
 
 
@@ -123,4 +186,9 @@ def parse_settings(argv: list[str], now: datetime.datetime | None = None) -> Set
         shards_per_partition=args.shards_per_partition,
         compression=args.compression,
         beam_args=tuple(with_local_prism(beam_args)),
+        incremental=args.incremental,
+        streaming=args.streaming,
+        poll_interval=args.poll_interval,
+        window_seconds=args.window_seconds,
+        allowed_lateness=args.allowed_lateness,
     )

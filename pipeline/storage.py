@@ -77,10 +77,6 @@ class _CachingBoto3:
                 self._clients[key] = client
             return client
 
-    def client_count(self) -> int:
-        with self._lock:
-            return len(self._clients)
-
 
 class _CachingSessionModule:
     """Stand-in for ``boto3.session`` whose ``Session`` hands out shared clients."""
@@ -245,13 +241,14 @@ def _mask_value(match: re.Match[str]) -> str:
 def redact(text: str) -> str:
     """Replace secrets in text meant for logs or run summaries with ``***``.
 
-    Covered: the values of ``--s3_secret_access_key``, ``--s3_session_token``
-    and ``--azure_connection_string`` (with ``=`` or a space, quoted or not),
-    the same names as environment variables (``AWS_SECRET_ACCESS_KEY=...``,
-    ``AZURE_STORAGE_CONNECTION_STRING=...``) or as keys of a printed mapping,
-    ``AccountKey=`` and ``SharedAccessSignature=`` in connection strings, and
-    ``sig=`` and the ``X-Amz-``/``X-Goog-`` signature parameters of signed URLs.
-    Access key ids and endpoints stay readable.
+    It masks the values of ``--s3_secret_access_key``, ``--s3_session_token``
+    and ``--azure_connection_string``, given with ``=`` or a space, quoted or
+    not. The same names are masked as environment variables
+    (``AWS_SECRET_ACCESS_KEY=...``, ``AZURE_STORAGE_CONNECTION_STRING=...``)
+    and as keys of a printed mapping or JSON object. So are ``AccountKey=`` and
+    ``SharedAccessSignature=`` in connection strings, and ``sig=`` and the
+    ``X-Amz-``/``X-Goog-`` signature parameters of signed URLs. Access key ids
+    and endpoints stay readable.
     """
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(_mask_value, text)

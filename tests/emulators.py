@@ -20,7 +20,6 @@ FileSystems instead. Load the fixtures with
 
 from __future__ import annotations
 
-import gzip
 import os
 import socket
 import subprocess
@@ -56,7 +55,7 @@ S3_ACCESS_KEY_ID = "testing"
 S3_SECRET_ACCESS_KEY = "testing"
 S3_REGION = "us-east-1"
 
-# Azurite's well-known development account, published in the Azurite README.
+# Azurite's built-in development account and its publicly known key.
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_ACCOUNT_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/"
@@ -74,11 +73,6 @@ def free_port() -> int:
 def unique_name(prefix: str = "kav") -> str:
     """Return a lowercase bucket or container name valid on all three stores."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def gzip_bytes(data: bytes) -> bytes:
-    """Compress ``data`` as one gzip member, as FluentD's ``store_as gzip`` does."""
-    return gzip.compress(data)
 
 
 @dataclass

@@ -168,6 +168,8 @@ def split_fluentd_line(line: str) -> FluentdLine:
     """Split one FluentD line; raise `LineRejected` when it is not one."""
     if line.endswith("\r"):
         line = line[:-1]
+    # A file saved by a Windows editor starts with a UTF-8 byte order mark.
+    line = line.removeprefix("\ufeff")
     if not line.strip():
         raise LineRejected("empty_line", "line is empty or only whitespace")
     if line.lstrip().startswith("{"):
