@@ -9,12 +9,19 @@ not balance, 2 that the run failed; the last line on stderr says why.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
+import threading
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import (
+    PipelineOptions,
+    StandardOptions,
+    TestOptions,
+)
 
-from pipeline.options import parse_settings
+from pipeline.options import Settings, parse_settings
 from pipeline.summary import format_summary
 from pipeline.wiring import build_pipeline
 from transforms.write import read_json, summary_path
@@ -31,6 +38,83 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {first}"[:500]
 
 
+def _descendants(pid: int) -> list[int]:
+    """List the descendant process ids of `pid` from Linux /proc (else [])."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as handle:
+                children = [int(child) for child in handle.read().split()]
+        except OSError:
+            continue
+        for child in children:
+            found.append(child)
+            found.extend(_descendants(child))
+    return found
+
+
+def fail_run_when_worker_dies(run_id: str) -> None:
+    """End the process with EXIT_FAILED when a Beam worker subprocess dies.
+
+    In `--direct_running_mode=multi_processing` Beam 2.77 runs each SDK worker
+    from a thread named `run_worker`, which raises when its subprocess exits
+    with an error status, and the runner then waits for that worker forever.
+    This hook stops the remaining workers, prints the failure line and exits.
+    """
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.thread is None or args.thread.name != "run_worker":
+            previous(args)
+            return
+        for child in _descendants(os.getpid()):
+            try:
+                os.kill(child, signal.SIGKILL)
+            except OSError:
+                pass
+        print(
+            f"kav-pipeline: run {run_id} failed: a worker process died: "
+            f"{_one_line(args.exc_value)}",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(EXIT_FAILED)
+
+    threading.excepthook = hook
+
+
+def build_graph_only(options: PipelineOptions, settings: Settings) -> int:
+    """Build the job graph without running it, for `--dry_run=True`.
+
+    DataflowRunner then translates the pipeline into a job request and
+    returns without submitting it, so no summary is written to read back.
+    Other runners ignore `--dry_run` and would run the job, so they are
+    rejected with EXIT_FAILED.
+    """
+    runner = options.view_as(StandardOptions).runner or ""
+    if "dataflow" not in runner.lower():
+        print(
+            f"kav-pipeline: --dry_run=True needs --runner=DataflowRunner, got "
+            f"{runner or 'the default runner'!r}; remove --dry_run to run the job",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, settings)
+    result = pipeline.run()
+    job = getattr(result, "job", None)
+    steps = len(job.proto_pipeline.components.transforms) if job else 0
+    print(
+        f"kav-pipeline: dry run {settings.run_id}: built the job graph "
+        f"({steps} transforms) and submitted nothing"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the batch job with command-line arguments; returns the exit status."""
     logging.basicConfig(
@@ -39,13 +123,27 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("pipeline", "transforms"):
         logging.getLogger(name).setLevel(logging.INFO)
     settings = parse_settings(sys.argv[1:] if argv is None else argv)
+    if settings.streaming or settings.incremental:
+        fail_run_when_worker_dies(settings.run_id)
+    # Imported here because both modules use this module's exit statuses.
+    if settings.streaming:
+        from pipeline.streaming import run_streaming
+
+        return run_streaming(settings)
+    if settings.incremental:
+        from pipeline.incremental import run_incremental
+
+        return run_incremental(settings)
     options = PipelineOptions(list(settings.beam_args))
+    if options.view_as(TestOptions).dry_run:
+        return build_graph_only(options, settings)
     _LOG.info(
         "Run %s: reading %s, writing %s",
         settings.run_id,
         ", ".join(settings.inputs),
         settings.output,
     )
+    fail_run_when_worker_dies(settings.run_id)
     try:
         with beam.Pipeline(options=options) as pipeline:
             build_pipeline(pipeline, settings)

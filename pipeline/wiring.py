@@ -13,7 +13,7 @@ summary under `_runs/`.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -26,9 +26,10 @@ from transforms.deduplicate import DeduplicatePartitions, KeyByPartition
 from transforms.foreign import RejectForeignLines
 from transforms.message_body import ParseMessageBody
 from transforms.normalize import Normalize
-from transforms.read import MatchInputs, ReadLines
+from transforms.read import InputFile, MatchInputs, ReadLines
 from transforms.split_lines import SplitLines
 from transforms.structured_data import ParseExtradata
+from transforms.watch import ListedInputs
 from transforms.write import WritePartitions, summary_path, write_json
 
 
@@ -92,9 +93,20 @@ def parse_lines(lines: beam.PCollection) -> tuple[beam.PCollection, list]:
     return records, dead_letters
 
 
-def build_pipeline(pipeline: beam.Pipeline, settings: Settings) -> beam.PCollection:
-    """Add the batch job to `pipeline`; returns the PCollection of the summary."""
-    files, matches = pipeline | "MatchInputs" >> MatchInputs(list(settings.inputs))
+def build_pipeline(
+    pipeline: beam.Pipeline,
+    settings: Settings,
+    listed: tuple[Sequence[InputFile], Sequence[dict[str, Any]]] | None = None,
+) -> beam.PCollection:
+    """Add the batch job to `pipeline`; returns the PCollection of the summary.
+
+    `listed` is (files, match reports) listed beforehand, as incremental runs
+    do; the job then reads exactly those files instead of matching the inputs.
+    """
+    if listed is None:
+        files, matches = pipeline | "MatchInputs" >> MatchInputs(list(settings.inputs))
+    else:
+        files, matches = pipeline | "ListedInputs" >> ListedInputs(*listed)
     lines, read_dead, read_stats = files | "ReadLines" >> ReadLines(
         settings.batch_size, settings.max_line_bytes
     )

@@ -138,6 +138,33 @@ def test_unterminated_last_line_is_partial():
     assert caught.value.code == "partial_line"
 
 
+@pytest.mark.parametrize(
+    "cut",
+    [
+        "02-28T15:48:55+00:00\tkav.user.warn\t{}",
+        "5:48:55+00:00\tkav.user.warn\t{}",
+        "\tkav.user.warn\t{}",
+        '{"host":"h","ident":"KES|","msgid":"-","extradata":"-","message":"m"}',
+    ],
+)
+def test_first_line_tail_of_cut_line(cut):
+    record = {"source_uri": "azfs://a/c/kav-1.log", "source_line": 1, "raw": cut}
+    with pytest.raises(LineRejected) as caught:
+        split_record(record)
+    assert caught.value.code == "partial_line"
+
+
+def test_first_line_impossible_time_stays_invalid():
+    record = {
+        "source_uri": "f.log",
+        "source_line": 1,
+        "raw": '2022-13-45T15:48:55+00:00\tkav.user.warn\t{"host":"h"}',
+    }
+    with pytest.raises(LineRejected) as caught:
+        split_record(record)
+    assert caught.value.code == "invalid_time"
+
+
 def test_blob_starting_mid_record_is_partial():
     record = {"source_uri": "x", "source_line": 1, "raw": 'sage":"tail"}'}
     with pytest.raises(LineRejected) as caught:

@@ -14,7 +14,9 @@ keeps a reference to a batch that it has emitted.
 
 from __future__ import annotations
 
+import gc
 import logging
+import pickle
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -33,7 +35,66 @@ METRICS_NAMESPACE = "kav_pipeline"
 # kept with the exception's type and message so that no input is lost.
 INTERNAL_ERROR = "internal_error"
 
+# Allocations between two collections of the youngest generation of Python's
+# cyclic garbage collector. The default of 700 makes it scan every few
+# records, because each record allocates dozens of containers, while the
+# records themselves are freed by reference counting. docs/benchmarks.md
+# shows the effect of this value on a whole run.
+GC_YOUNG_THRESHOLD = 100_000
+
 _LOG = logging.getLogger(__name__)
+
+
+def relax_garbage_collector() -> None:
+    """Raise the young-generation threshold of this process's garbage collector.
+
+    Steps call it from `DoFn.setup`, so it holds in every worker process;
+    it never lowers a threshold that is already higher.
+    """
+    young, middle, old = gc.get_threshold()
+    if young < GC_YOUNG_THRESHOLD:
+        gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
+class RecordBatch(list):
+    """Type hint of a PCollection of batches, which selects `BatchCoder`.
+
+    Steps emit plain lists; the class exists only so that Beam's coder
+    registry maps batch PCollections to `BatchCoder`.
+    """
+
+
+class BatchCoder(beam.coders.Coder):
+    """Coder of record batches with a size estimate that reads no record.
+
+    Beam estimates the byte size of sampled elements on every step's output,
+    which for Beam's default coder walks every value of every record of a
+    batch. Here the estimate is the batch length times a typical record size,
+    so it costs nothing. Batches cross a process boundary only where a runner
+    does not fuse two steps; they are then pickled.
+    """
+
+    # Estimate of one encoded record in bytes: a line of a KSC export is
+    # about 1 KiB and the parsed columns roughly double it.
+    RECORD_BYTES_ESTIMATE = 2048
+
+    def encode(self, value: Batch) -> bytes:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def decode(self, encoded: bytes) -> Batch:
+        return pickle.loads(encoded)
+
+    def is_deterministic(self) -> bool:
+        return False
+
+    def estimate_size(self, value: Batch) -> int:
+        return len(value) * self.RECORD_BYTES_ESTIMATE
+
+    def to_type_hint(self):
+        return RecordBatch
+
+
+beam.coders.registry.register_coder(RecordBatch, BatchCoder)
 
 
 def dead_letter(record: Record, code: str, detail: str) -> Record:
@@ -61,6 +122,9 @@ class ApplyToBatch(beam.DoFn):
         self._step_name = step_name
         self._step = step
         self._counters: dict[str, Any] = {}
+
+    def setup(self) -> None:
+        relax_garbage_collector()
 
     def _count(self, name: str, value: int) -> None:
         counter = self._counters.get(name)
@@ -105,7 +169,7 @@ def apply_step(
 
     Returns the batches of kept records and the batches of dead letters.
     """
-    outputs = pcoll | label >> beam.ParDo(ApplyToBatch(label, step)).with_outputs(
-        DEAD_LETTERS, main="kept"
-    )
+    outputs = pcoll | label >> beam.ParDo(ApplyToBatch(label, step)).with_output_types(
+        RecordBatch
+    ).with_outputs(DEAD_LETTERS, main="kept")
     return outputs.kept, outputs[DEAD_LETTERS]

@@ -142,10 +142,10 @@ def stored_event_ids(partition_uri: str, run_id: str) -> set[str]:
     its own earlier attempt for stored events.
     """
     pattern = FileSystems.join(partition_uri, "*.parquet")
-    try:
-        matches = FileSystems.match([pattern])[0].metadata_list
-    except Exception:  # noqa: BLE001 - a folder that does not exist yet
-        return set()
+    # A glob over a folder that does not exist yet matches nothing on every
+    # filesystem. A listing that fails raises, so that a store that cannot be
+    # read fails the run instead of letting stored events be written again.
+    matches = FileSystems.match([pattern])[0].metadata_list
     own_prefix = run_file_prefix(run_id)
     ids: set[str] = set()
     for metadata in matches:

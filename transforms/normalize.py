@@ -23,10 +23,10 @@ canonical names through `data/body_keys.csv`.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
-from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -76,6 +76,26 @@ _HEX = re.compile(r"^[0-9A-Fa-f]+$")
 _URL = re.compile(r"^(?:https?|ftp)://", re.IGNORECASE)
 _DRIVE_PATH = re.compile(r"^[A-Za-z]:[\\/]")
 _UNSIGNED_INT = re.compile(r"^\d{1,10}$")
+# Entries of the per-process caches of body keys and event types. Real
+# exports use a few hundred of each; the bound keeps memory flat when an
+# input holds many distinct ones.
+_LOOKUP_CACHE_SIZE = 8192
+
+
+@functools.lru_cache(maxsize=_LOOKUP_CACHE_SIZE)
+def _known_body_key(key: str) -> tables.BodyKey | None:
+    return tables.body_keys().get(tables.normalize_key(key))
+
+
+@functools.lru_cache(maxsize=_LOOKUP_CACHE_SIZE)
+def _sd_rules_for(event_type: str) -> tuple[tables.SdParamRule, ...]:
+    """Return the sd_params.csv rows that apply to an event type, in file order."""
+    catalogued = tables.event_catalogue().lookup_id(event_type)
+    if catalogued is not None and catalogued.event_type is not None:
+        event_type = catalogued.event_type
+    return tuple(
+        rule for rule in tables.sd_param_rules() if rule.applies_to(event_type)
+    )
 
 
 def canonical_body_fields(
@@ -88,22 +108,22 @@ def canonical_body_fields(
     then to the language listed first in `tables.LANGUAGES`. The language is
     None when no key matched.
     """
-    keys = tables.body_keys()
     fields: dict[str, str] = {}
-    votes: Counter[str] = Counter()
+    votes: dict[str, int] = {}
     for key, value in message_fields:
         if not key:
             continue
-        known = keys.get(tables.normalize_key(key))
+        known = _known_body_key(key)
         if known is None:
             continue
-        votes.update(known.languages)
+        for language in known.languages:
+            votes[language] = votes.get(language, 0) + 1
         fields.setdefault(known.field, value)
     if not votes:
         return fields, None
     top = max(votes.values())
     for language in tables.LANGUAGES:
-        if votes[language] == top:
+        if votes.get(language) == top:
             return fields, language
     return fields, min(language for language, count in votes.items() if count == top)
 
@@ -259,13 +279,8 @@ def structured_values(
     fallback: dict[str, Any] = {}
     if not event_type:
         return winning, fallback
-    catalogued = tables.event_catalogue().lookup_id(event_type)
-    if catalogued is not None and catalogued.event_type is not None:
-        event_type = catalogued.event_type
     sd_params = record.get("sd_params") or {}
-    for rule in tables.sd_param_rules():
-        if not rule.applies_to(event_type):
-            continue
+    for rule in _sd_rules_for(event_type):
         value = sd_params.get(rule.param)
         if value is None:
             continue

@@ -34,6 +34,10 @@ MATCHES = "matches"
 DEFAULT_BATCH_SIZE = 2000
 DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
 _READ_BLOCK_BYTES = 1024 * 1024
+# A batch is emitted once its lines reach this size, whatever their count, so
+# that a file of long lines (a gzip bomb of 1 MiB lines) never builds a batch
+# of `batch_size` long lines in memory.
+BATCH_MAX_BYTES = 32 * 1024 * 1024
 # Bytes of an over-long line kept in its dead letter.
 _KEPT_PREFIX_BYTES = 4096
 # A file whose first block has this share of control bytes is not text.
@@ -78,9 +82,11 @@ def _gunzip_blocks(raw, block_bytes: int) -> Iterator[bytes]:
         if block:
             yield block
         if decompressor.eof:
-            rest = decompressor.unused_data + pending
+            # At the end of a member, unused_data holds every input byte after
+            # it, and CPython may leave the same bytes in unconsumed_tail too,
+            # so adding `pending` would read the next members twice.
+            pending = decompressor.unused_data
             decompressor = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
-            pending = rest
             if not pending:
                 pending = raw.read(block_bytes)
                 if not pending:
@@ -327,6 +333,7 @@ class _ReadLines(beam.DoFn):
     def process(self, input_file: InputFile) -> Iterator[Any]:
         path = input_file.path
         batch: Batch = []
+        batch_bytes = 0
         dead: Batch = []
         lines = 0
         failure = None
@@ -339,9 +346,11 @@ class _ReadLines(beam.DoFn):
                     dead.append(self._too_long_letter(path, number, data, size))
                     continue
                 batch.append(self._record(path, number, data, terminated))
-                if len(batch) >= self._batch_size:
+                batch_bytes += size
+                if len(batch) >= self._batch_size or batch_bytes >= BATCH_MAX_BYTES:
                     yield batch
                     batch = []
+                    batch_bytes = 0
         except BinaryFileError as error:
             failure = ("binary_file", str(error))
         except Exception as error:  # noqa: BLE001 - the file is reported, the run goes on

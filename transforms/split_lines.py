@@ -189,9 +189,21 @@ def split_fluentd_line(line: str) -> FluentdLine:
     return FluentdLine(event_time, tag.strip() or None, record, issues)
 
 
-def _looks_like_line_start(line: str) -> bool:
+_TIME_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}")
+_SYSLOG_KEYS = ('"host"', '"ident"', '"extradata"', '"message"')
+
+
+def _starts_mid_record(line: str, error: LineRejected) -> bool:
+    """Tell whether a rejected first line is the tail of a line cut in two.
+
+    A whole FluentD line starts with a full date-time, or is a JSON record
+    with its own time field. The tail of a cut line starts anywhere else, or
+    is the record part of a TAB-form line, which has syslog keys but no time.
+    """
     stripped = line.lstrip()
-    return bool(stripped) and (stripped[0].isdigit() or stripped[0] == "{")
+    if stripped.startswith("{"):
+        return error.code == "missing_time" and any(k in line for k in _SYSLOG_KEYS)
+    return _TIME_SHAPE.match(stripped) is None
 
 
 def split_record(record: Record) -> None:
@@ -203,9 +215,7 @@ def split_record(record: Record) -> None:
         # A blob that FluentD is still appending to ends in a partial line, and a
         # line cut at a blob boundary starts the next blob mid-record.
         cut_at_end = record.get("_unterminated") and error.code != "empty_line"
-        cut_at_start = record.get("source_line") == 1 and not _looks_like_line_start(
-            raw
-        )
+        cut_at_start = record.get("source_line") == 1 and _starts_mid_record(raw, error)
         if cut_at_end or cut_at_start:
             raise LineRejected(
                 "partial_line",

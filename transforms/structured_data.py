@@ -23,6 +23,7 @@ recovers what FluentD's `string` parser engine and cut lines leave.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -44,6 +45,24 @@ _NAME_EXCLUDED = '="]'
 # Escapes that RFC 5424 defines inside PARAM-VALUE. Any other backslash is text.
 _ESCAPED = '"\\]'
 _ELEMENT_SPACE = " \t\r\n"
+
+# The strict grammar below as regular expressions, for the common case of
+# well-formed text: `re` scans it in C, about ten times faster than the
+# character loop of `_read_element`. Text that they do not match goes through
+# that loop, which gives the same elements or raises with the offset.
+# An SD-NAME character: printable US-ASCII except `=`, `"` and `]`.
+_NAME = r"[!#-<>-\\^-~]+"
+# A PARAM-VALUE: any character but `"` and `\`, or a backslash and the
+# character after it.
+_VALUE = r'[^"\\]*(?:\\[\s\S][^"\\]*)*'
+_PARAM_RE = re.compile(rf' +({_NAME})="({_VALUE})"')
+_ELEMENT_RE = re.compile(rf"\[({_NAME})((?: +{_NAME}=\"{_VALUE}\")*) *\]")
+_STRUCTURED_DATA_RE = re.compile(
+    rf"[ \t\r\n]*(?:\[{_NAME}(?: +{_NAME}=\"{_VALUE}\")* *\][ \t\r\n]*)+"
+)
+_ESCAPE_RE = re.compile(r'\\(["\\\]])')
+# Stands for an escaped backslash while `_unescape` decodes the other escapes.
+_PLACEHOLDER = "\x00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +192,41 @@ def _read_element(text: str, pos: int) -> tuple[SdElement, int]:
             params.append(param)
 
 
+def _unescape(value: str) -> str:
+    """Decode the escapes of a value that `_VALUE` matched.
+
+    In such a value every backslash starts a pair, so after the `\\\\` pairs
+    are set aside the remaining `\\"` and `\\]` are escapes too.
+    """
+    if "\\" not in value:
+        return value
+    if _PLACEHOLDER in value:
+        return _ESCAPE_RE.sub(_escaped_char, value)
+    return (
+        value.replace("\\\\", _PLACEHOLDER)
+        .replace('\\"', '"')
+        .replace("\\]", "]")
+        .replace(_PLACEHOLDER, "\\")
+    )
+
+
+def _escaped_char(match: re.Match) -> str:
+    return match[1]
+
+
+def _elements_of_valid(text: str) -> list[SdElement]:
+    """Split text that `_STRUCTURED_DATA_RE` matched in full into elements."""
+    return [
+        SdElement(
+            match[1],
+            tuple(
+                (name, _unescape(value)) for name, value in _PARAM_RE.findall(match[2])
+            ),
+        )
+        for match in _ELEMENT_RE.finditer(text)
+    ]
+
+
 def parse_structured_data(text: str) -> list[SdElement]:
     r"""Parse RFC 5424 STRUCTURED-DATA into its elements, unescaping values.
 
@@ -183,6 +237,8 @@ def parse_structured_data(text: str) -> list[SdElement]:
     """
     if text.strip(_ELEMENT_SPACE) == "-":
         return []
+    if _STRUCTURED_DATA_RE.fullmatch(text):
+        return _elements_of_valid(text)
 
     elements: list[SdElement] = []
     pos = _skip(text, 0, _ELEMENT_SPACE)

@@ -6,10 +6,11 @@ A listing names each object with its path, size and modification time, as
     ListedObject("s3://logs/kav/fluentd-s3-20220228_1.log.gz", 947, 1646063400.0)
 
 Batch runs start from such a listing (`ListedInputs`). The streaming
-pipeline polls the patterns (`WatchInputs`), emits each (path, size, mtime)
-once, stamps every event with its FluentD event time (`WindowByEventTime`),
-and writes each pane of each window as finished Parquet files whose names
-hold the window start and the pane index (`WriteWindowedPartitions`):
+pipeline polls the patterns and emits each (path, size, mtime) once
+(`WatchInputs`). It stamps every event with its FluentD event time and puts
+it in a fixed window (`WindowByEventTime`). Each pane of each window becomes
+finished Parquet files named by the window start and the pane index
+(`WriteWindowedPartitions`):
 
     category=security/event_date=2022-02-28/
         part-<job id>-20220228T150000Z-p0-0003.parquet
@@ -46,7 +47,7 @@ from transforms.deduplicate import (
     stored_event_ids,
 )
 from transforms.read import InputFile, _is_hidden
-from transforms.schema import DEAD_LETTER_SCHEMA, EVENT_SCHEMA
+from transforms.schema import DEAD_LETTER_SCHEMA, EVENT_SCHEMA, TIMESTAMP
 from transforms.write import DEFAULT_COMPRESSION, write_table_atomically
 
 _MICROS = 1_000_000
@@ -114,7 +115,8 @@ class ListedInputs(beam.PTransform):
     def expand(self, pipeline: beam.pvalue.PBegin):
         files = (
             pipeline
-            | "ListedFiles" >> beam.Create(self._files).with_output_types(tuple[str, int])
+            | "ListedFiles"
+            >> beam.Create(self._files).with_output_types(tuple[str, int])
             | "SpreadFiles" >> beam.Reshuffle()
             | "AsInputFiles" >> beam.MapTuple(InputFile)
         )
@@ -137,7 +139,7 @@ class _ListPatterns(beam.DoFn):
             yield item.path, item
 
 
-class _EmitNewObjects(beam.DoFn):
+class EmitNewObjects(beam.DoFn):
     """Emit an object the first time each (path, size, mtime) is listed.
 
     The listed version of each path is kept in per-key state, so it survives
@@ -145,9 +147,13 @@ class _EmitNewObjects(beam.DoFn):
     earlier incremental runs (`known_versions`) are not emitted again.
     """
 
-    LISTED_VERSION = ReadModifyWriteStateSpec("listed_version", beam.coders.StrUtf8Coder())
+    LISTED_VERSION = ReadModifyWriteStateSpec(
+        "listed_version", beam.coders.StrUtf8Coder()
+    )
 
-    def __init__(self, known_versions: Callable[[], set[tuple[str, str]]] | None) -> None:
+    def __init__(
+        self, known_versions: Callable[[], set[tuple[str, str]]] | None
+    ) -> None:
         self._known_versions = known_versions
 
     def setup(self) -> None:
@@ -157,7 +163,7 @@ class _EmitNewObjects(beam.DoFn):
     def process(
         self,
         element: tuple[str, ListedObject],
-        listed_version=beam.DoFn.StateParam(LISTED_VERSION),
+        listed_version=beam.DoFn.StateParam(LISTED_VERSION),  # noqa: B008
     ) -> Iterator[InputFile]:
         path, listed = element
         version = listed.version
@@ -200,7 +206,7 @@ class WatchInputs(beam.PTransform):
                 fire_interval=self._poll_interval,
             )
             | "ListInputPatterns" >> beam.ParDo(_ListPatterns(self._patterns))
-            | "EmitNewObjects" >> beam.ParDo(_EmitNewObjects(self._known_versions))
+            | "EmitNewObjects" >> beam.ParDo(EmitNewObjects(self._known_versions))
         )
 
 
@@ -234,9 +240,6 @@ class _StampByEventTime(beam.DoFn):
         self._window_micros = window_seconds * _MICROS
         self._lateness_micros = allowed_lateness * _MICROS
 
-    def setup(self) -> None:
-        self._moved = Metrics.counter(METRICS_NAMESPACE, "late_events_moved")
-
     def process(
         self, batch: Batch, timestamp=beam.DoFn.TimestampParam
     ) -> Iterator[TimestampedValue]:
@@ -245,9 +248,7 @@ class _StampByEventTime(beam.DoFn):
         # by the window's GroupByKey, so it is stamped with the oldest time
         # that is still accepted and is written with the pane open then.
         floor = timestamp.micros - self._lateness_micros
-        windows, moved = split_by_window(batch, self._window_micros, floor)
-        if moved:
-            self._moved.inc(moved)
+        windows, _ = split_by_window(batch, self._window_micros, floor)
         for records in windows.values():
             stamp = max(floor, min(record["event_time"] for record in records))
             yield TimestampedValue(records, Timestamp(micros=stamp))
@@ -273,8 +274,8 @@ class WindowByEventTime(beam.PTransform):
     Takes any PCollection of record batches with `event_time` (microseconds)
     whose element timestamps the watermark trails, such as the poll time.
     Events older than the element timestamp minus `allowed_lateness` are moved
-    into the oldest window still open and counted as `late_events_moved`,
-    instead of being dropped.
+    into the oldest window still open instead of being dropped, and
+    `WriteWindowedPartitions` counts them as `late_events_moved`.
     """
 
     def __init__(self, window_seconds: int, allowed_lateness: int) -> None:
@@ -286,7 +287,9 @@ class WindowByEventTime(beam.PTransform):
         return (
             batches
             | "StampByEventTime"
-            >> beam.ParDo(_StampByEventTime(self._window_seconds, self._allowed_lateness))
+            >> beam.ParDo(
+                _StampByEventTime(self._window_seconds, self._allowed_lateness)
+            )
             | "EventTimeWindows"
             >> event_time_windows(self._window_seconds, self._allowed_lateness)
         )
@@ -316,6 +319,7 @@ class _DeduplicateAndWritePane(beam.DoFn):
         self._repeated = Metrics.counter(METRICS_NAMESPACE, "duplicates_dropped")
         self._files = Metrics.counter(METRICS_NAMESPACE, "files_written")
         self._rows = Metrics.counter(METRICS_NAMESPACE, "rows_written")
+        self._moved = Metrics.counter(METRICS_NAMESPACE, "late_events_moved")
 
     def _write(self, table: pa.Table, partition: str, shard: int, pane_id: str) -> str:
         name = f"{run_file_prefix(pane_id)}{shard:04d}.parquet"
@@ -334,7 +338,11 @@ class _DeduplicateAndWritePane(beam.DoFn):
         (partition, shard), blobs = element
         pane_id = pane_run_id(self._job_id, window.start.micros, pane.index)
         tables = [decode_rows(blob) for blob in blobs]
-        stats: dict[str, Any] = {"window_start": window.start.micros, "pane": pane.index}
+        stats: dict[str, Any] = {
+            "window_start": window.start.micros,
+            "pane": pane.index,
+        }
+
         if partition.startswith(DEAD_LETTER_PREFIX + "/"):
             table = pa.concat_tables(tables).cast(DEAD_LETTER_SCHEMA)
             codes = pc.value_counts(table.column("error")).to_pylist()
@@ -342,8 +350,12 @@ class _DeduplicateAndWritePane(beam.DoFn):
             stats["files_written"] = [self._write(table, partition, shard, pane_id)]
             yield stats
             return
+
         # Files of this pane are skipped, so a retried bundle rewrites them;
         # every earlier pane and window counts as stored.
+        # NOTE: two panes of different windows that write one partition at the
+        # same time on different workers do not see each other's files, so a
+        # copy moved to a later window can then be stored twice.
         stored = stored_event_ids(FileSystems.join(self._output, partition), pane_id)
         kept, repeated, already_stored = drop_repeated_events(tables, stored)
         if repeated or already_stored:
@@ -352,6 +364,18 @@ class _DeduplicateAndWritePane(beam.DoFn):
         stats["events_written"] = {category: kept.num_rows}
         stats["duplicates_dropped"] = repeated + already_stored
         stats["duplicates_already_stored"] = already_stored
+
+        # Events older than their window's start came beyond the allowed
+        # lateness and were moved to this window by WindowByEventTime.
+        moved = pc.sum(
+            pc.less(
+                kept.column("event_time"), pa.scalar(window.start.micros, TIMESTAMP)
+            )
+        ).as_py()
+        stats["late_events_moved"] = moved or 0
+        if moved:
+            self._moved.inc(moved)
+
         stats["files_written"] = []
         if kept.num_rows:
             table = kept.cast(EVENT_SCHEMA)

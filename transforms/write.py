@@ -61,12 +61,18 @@ def write_table_atomically(
             if os.path.exists(temp_path):
                 os.remove(temp_path)
         return
-    # Object stores publish an object only when its upload completes.
-    handle = FileSystems.create(final_path, mime_type="application/vnd.apache.parquet")
-    with handle:
-        pq.write_table(
-            table, handle, compression=compression, row_group_size=_ROW_GROUP_ROWS
-        )
+    # Object stores publish an object only when its upload completes, but
+    # closing Beam's upload stream completes the upload even after an error.
+    # So the file is built in memory first, and a Parquet error leaves no object.
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression=compression, row_group_size=_ROW_GROUP_ROWS)
+    data = sink.getvalue()
+    # NOTE: if the upload of these bytes fails part-way, Beam 2.77 still closes
+    # the stream. S3 then raises instead of completing, but Azure (which spools
+    # to a local temporary file first) could publish the bytes written so far.
+    mime_type = "application/vnd.apache.parquet"
+    with FileSystems.create(final_path, mime_type=mime_type) as handle:
+        handle.write(data)
 
 
 class _WritePartition(beam.DoFn):

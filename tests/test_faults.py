@@ -1,0 +1,335 @@
+"""A run that fails part-way exits non-zero, and the rerun repairs the output.
+
+Two faults are injected into command-line runs over 6,000 distinct events
+spread over 40 event dates (so about 160 Parquet files), each line such as
+
+    2022-01-01T00:00:00+00:00<TAB>kav_logs.user.crit<TAB>{"host":"HOST-00-00000",...}
+
+* the S3 emulator (moto server) is stopped as soon as the first Parquet object
+  of the run appears in the bucket;
+* one Beam worker process is killed with SIGKILL while the run reads, in
+  `--direct_running_mode=multi_processing --direct_num_workers=2`.
+
+Each failed run must exit with status 2 and the one-line message
+`kav-pipeline: run <id> failed: ...`, leave only complete Parquet files under
+final names, and a rerun into the same output must store exactly the events
+of an undisturbed run.
+"""
+
+from __future__ import annotations
+
+import io
+import pathlib
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import psutil
+import pyarrow.parquet as pq
+import pytest
+
+from tests.beam_helpers import LOCAL_RUNNER_ARGS
+from tests.emulators import (
+    HOST,
+    MOTO_SERVER,
+    S3Emulator,
+    free_port,
+    start_emulator,
+)
+from tests.test_broken_input import (
+    CLI_ENV,
+    REPO,
+    run_cli,
+    stored_events,
+    write_event_files,
+)
+
+FILES = 4
+LINES_PER_FILE = 1500
+RUN_TIMEOUT_S = 240
+FAULT_WAIT_S = 120
+# Bounded boto3 retries, so a stopped endpoint fails a request within seconds.
+BOUNDED_RETRY_ENV = {"AWS_MAX_ATTEMPTS": "2", "AWS_RETRY_MODE": "standard"}
+MULTI_PROCESSING_ARGS = [
+    "--direct_running_mode=multi_processing",
+    "--direct_num_workers=2",
+]
+WORKER_MODULE = "apache_beam.runners.worker.sdk_worker_main"
+
+
+@dataclass
+class FaultedRun:
+    """What a run with an injected fault and its rerun left behind."""
+
+    returncode: int
+    stderr: str
+    run_id: str
+    final_files: dict[str, bytes]
+    rerun_returncode: int
+    rerun_stderr: str
+    rerun_ids: list[str]
+    worker_pids: tuple[int, ...] = ()
+
+
+def cli_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pipeline", *args, *LOCAL_RUNNER_ARGS]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> pathlib.Path:
+    folder = tmp_path_factory.mktemp("fault-in")
+    write_event_files(folder, FILES, LINES_PER_FILE)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def undisturbed_ids(inputs, tmp_path_factory) -> list[str]:
+    output = tmp_path_factory.mktemp("fault-reference")
+    result = run_cli("--input", str(inputs / "*.log"), "--output", str(output))
+    assert result.returncode == 0, result.stderr[-2000:]
+    return sorted(row["event_id"] for row in stored_events(output, ["event_id"]))
+
+
+def start_moto(log_dir: pathlib.Path) -> S3Emulator:
+    port = free_port()
+    argv = [str(MOTO_SERVER), "-H", HOST, "-p", str(port)]
+    process = start_emulator("moto_server", argv, port, log_dir)
+    return S3Emulator(process, f"http://{HOST}:{port}")
+
+
+def s3_event_ids(emulator: S3Emulator, bucket: str, prefix: str) -> list[str]:
+    ids: list[str] = []
+    for key in emulator.list_keys(bucket, prefix):
+        name = key.rsplit("/", 1)[-1]
+        if name.endswith(".parquet") and "/_errors/" not in f"/{key}":
+            table = pq.read_table(io.BytesIO(emulator.read(bucket, key)))
+            ids.extend(table.column("event_id").to_pylist())
+    return sorted(ids)
+
+
+@pytest.fixture(scope="module")
+def s3_outage(inputs, tmp_path_factory) -> FaultedRun:
+    log_dir = tmp_path_factory.mktemp("moto-outage")
+    first = start_moto(log_dir)
+    bucket = first.create_bucket("outage")
+    output = f"s3://{bucket}/out"
+    run_id = "20261204T000000Z-outage00"
+    env = {**CLI_ENV, **BOUNDED_RETRY_ENV}
+    command = cli_command(
+        "--input",
+        str(inputs / "*.log"),
+        "--output",
+        output,
+        "--run_id",
+        run_id,
+        *first.pipeline_args,
+    )
+    snapshot: dict[str, bytes] = {}
+    try:
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + FAULT_WAIT_S
+        while process.poll() is None and time.monotonic() < deadline:
+            keys = first.list_keys(bucket, "out/")
+            if any(key.endswith(".parquet") for key in keys):
+                # What the store holds at the outage is what a rerun finds.
+                snapshot = {key: first.read(bucket, key) for key in keys}
+                break
+            time.sleep(0.05)
+    finally:
+        first.process.stop()
+    _, stderr = process.communicate(timeout=RUN_TIMEOUT_S)
+
+    second = start_moto(tmp_path_factory.mktemp("moto-restarted"))
+    try:
+        second.client.create_bucket(Bucket=bucket)
+        second.upload_many(bucket, snapshot)
+        rerun = subprocess.run(
+            cli_command(
+                "--input",
+                str(inputs / "*.log"),
+                "--output",
+                output,
+                *second.pipeline_args,
+            ),
+            cwd=REPO,
+            env=env,
+            text=True,
+            capture_output=True,
+            timeout=RUN_TIMEOUT_S,
+        )
+        rerun_ids = s3_event_ids(second, bucket, "out/")
+    finally:
+        second.process.stop()
+    return FaultedRun(
+        process.returncode,
+        stderr,
+        run_id,
+        snapshot,
+        rerun.returncode,
+        rerun.stderr,
+        rerun_ids,
+    )
+
+
+def worker_processes(parent: psutil.Process) -> list[psutil.Process]:
+    workers = []
+    for child in parent.children(recursive=True):
+        try:
+            if WORKER_MODULE in child.cmdline() and child.name().startswith("python"):
+                workers.append(child)
+        except psutil.Error:
+            continue
+    return workers
+
+
+def kill_busy_worker(process: subprocess.Popen) -> tuple[int, ...]:
+    """Kill one SDK worker of the CLI once it has done some work.
+
+    Returns the process ids of every worker seen then, the killed one first,
+    or () when none was found.
+    """
+    parent = psutil.Process(process.pid)
+    deadline = time.monotonic() + FAULT_WAIT_S
+    while process.poll() is None and time.monotonic() < deadline:
+        workers = worker_processes(parent)
+        for worker in workers:
+            try:
+                if worker.cpu_times().user > 0.5:
+                    worker.kill()
+                    others = [other.pid for other in workers if other is not worker]
+                    return (worker.pid, *others)
+            except psutil.Error:
+                continue
+        time.sleep(0.05)
+    return ()
+
+
+def local_final_files(output: pathlib.Path) -> dict[str, bytes]:
+    files = {}
+    for path in output.rglob("*.parquet"):
+        if not path.name.startswith("."):
+            files[str(path.relative_to(output))] = path.read_bytes()
+    return files
+
+
+@pytest.fixture(scope="module")
+def killed_worker(inputs, tmp_path_factory) -> FaultedRun:
+    output = tmp_path_factory.mktemp("killed-out")
+    run_id = "20261204T000000Z-killed00"
+    process = subprocess.Popen(
+        cli_command(
+            "--input",
+            str(inputs / "*.log"),
+            "--output",
+            str(output),
+            "--run_id",
+            run_id,
+            *MULTI_PROCESSING_ARGS,
+        ),
+        cwd=REPO,
+        env=CLI_ENV,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        worker_pids = kill_busy_worker(process)
+        _, stderr = process.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert worker_pids, "no worker process was found to kill"
+    final_files = local_final_files(output)
+    rerun = run_cli("--input", str(inputs / "*.log"), "--output", str(output))
+    rerun_ids = sorted(row["event_id"] for row in stored_events(output, ["event_id"]))
+    return FaultedRun(
+        process.returncode,
+        stderr,
+        run_id,
+        final_files,
+        rerun.returncode,
+        rerun.stderr,
+        rerun_ids,
+        worker_pids,
+    )
+
+
+FAULTS = ["s3_outage", "killed_worker"]
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_faulted_run_exits_failed(fault, request):
+    run = request.getfixturevalue(fault)
+    assert run.returncode == 2, run.stderr[-2000:]
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_faulted_run_prints_one_line(fault, request):
+    run = request.getfixturevalue(fault)
+    prefix = f"kav-pipeline: run {run.run_id} failed: "
+    lines = [line for line in run.stderr.splitlines() if line.startswith(prefix)]
+    assert len(lines) == 1, run.stderr[-2000:]
+    assert len(lines[0]) > len(prefix) + 10, lines[0]
+
+
+def test_outage_message_names_endpoint(s3_outage):
+    line = next(
+        line
+        for line in s3_outage.stderr.splitlines()
+        if line.startswith("kav-pipeline")
+    )
+    assert "Could not connect to the endpoint URL" in line
+
+
+def test_killed_worker_message_names_worker(killed_worker):
+    assert "a worker process died" in killed_worker.stderr
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_faulted_run_leaves_whole_files(fault, request):
+    run = request.getfixturevalue(fault)
+    for name, data in run.final_files.items():
+        if name.endswith(".parquet"):
+            # Raises on a file cut short: Parquet ends with its footer.
+            pq.read_metadata(io.BytesIO(data))
+
+
+def test_outage_left_partial_output(s3_outage):
+    # The outage hit while files were being written, not before or after.
+    assert any(name.endswith(".parquet") for name in s3_outage.final_files)
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_rerun_after_fault_succeeds(fault, request):
+    run = request.getfixturevalue(fault)
+    assert run.rerun_returncode == 0, run.rerun_stderr[-2000:]
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_rerun_restores_same_event_ids(fault, request, undisturbed_ids):
+    run = request.getfixturevalue(fault)
+    assert sorted(set(run.rerun_ids)) == undisturbed_ids
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_rerun_restores_same_row_count(fault, request, undisturbed_ids):
+    run = request.getfixturevalue(fault)
+    assert len(run.rerun_ids) == len(undisturbed_ids)
+
+
+def test_reference_run_has_every_event(undisturbed_ids):
+    assert len(undisturbed_ids) == FILES * LINES_PER_FILE
+
+
+def test_worker_kill_stops_other_workers(killed_worker):
+    assert len(killed_worker.worker_pids) == 2
+    leftover = [pid for pid in killed_worker.worker_pids if psutil.pid_exists(pid)]
+    assert leftover == []
