@@ -53,6 +53,7 @@ def _rows(output):
 
 
 def _summaries(output):
+    # Sorted by run id: the tests name their runs run1, run2, ...
     paths = sorted((pathlib.Path(output) / "_runs").glob("*.json"))
     return [json.loads(path.read_text()) for path in paths]
 
@@ -108,13 +109,13 @@ def test_second_run_skips_recorded_objects(tmp_path):
     inbox.mkdir()
     shutil.copy(CORPUS / "fluentd-s3-20220228_0.log", inbox)
     shutil.copy(CORPUS / "fluentd-gcs-20231214_0.log", inbox)
-    assert _run(inbox, output) == 0
+    assert _run(inbox, output, "--run_id", "run1") == 0
     first_rows = _rows(output)
 
     # One new chunk, and a FluentD retry of the first chunk, gzipped, hours later.
     shutil.copy(CORPUS / "fluentd-s3-20210522_0.log", inbox)
     shutil.copy(CORPUS / "fluentd-s3-20220228_1.log.gz", inbox)
-    assert _run(inbox, output) == 0
+    assert _run(inbox, output, "--run_id", "run2") == 0
 
     first, second = _summaries(output)
     assert len(first_rows) == 4
@@ -138,8 +139,8 @@ def test_run_without_new_objects_records_nothing(tmp_path):
     inbox, output = tmp_path / "in", tmp_path / "out"
     inbox.mkdir()
     shutil.copy(CORPUS / "fluentd-s3-20220318_0.log", inbox)
-    assert _run(inbox, output) == 0
-    assert _run(inbox, output) == 0
+    assert _run(inbox, output, "--run_id", "run1") == 0
+    assert _run(inbox, output, "--run_id", "run2") == 0
     assert len(_summaries(output)) == 1
     assert len(_state_objects(output)) == 1
 
@@ -149,13 +150,13 @@ def test_changed_object_read_again(tmp_path):
     inbox.mkdir()
     chunk = inbox / "fluentd-gcs-20231214_0.log"
     shutil.copy(CORPUS / chunk.name, chunk)
-    assert _run(inbox, output) == 0
+    assert _run(inbox, output, "--run_id", "run1") == 0
 
     # FluentD's out_file with `append true` grows the same file.
     first_line = chunk.read_text().splitlines()[0]
     with chunk.open("a") as handle:
         handle.write("2023-12-15" + first_line[10:] + "\n")
-    assert _run(inbox, output) == 0
+    assert _run(inbox, output, "--run_id", "run2") == 0
 
     second = _summaries(output)[1]
     assert second["lines_read"] == 4
@@ -187,7 +188,9 @@ def test_killed_run_rerun_matches_undisturbed(tmp_path):
     # so a kill after the first file lands before the run finishes.
     _write_dated_chunks(inbox, files=30, lines_per_file=10)
     undisturbed, killed = tmp_path / "undisturbed", tmp_path / "killed"
-    assert _run(inbox, undisturbed, "--shards_per_partition", "1") == 0
+    assert (
+        _run(inbox, undisturbed, "--shards_per_partition", "1", "--run_id", "run1") == 0
+    )
 
     command = [
         sys.executable,
@@ -223,7 +226,7 @@ def test_killed_run_rerun_matches_undisturbed(tmp_path):
     assert 0 < written_before_kill < 300
     assert not (killed / "_state").exists()
 
-    assert _run(inbox, killed, "--shards_per_partition", "1") == 0
+    assert _run(inbox, killed, "--shards_per_partition", "1", "--run_id", "run2") == 0
     rerun = _summaries(killed)[-1]
     assert _rows(killed) == _rows(undisturbed)
     assert rerun["duplicates_already_stored"] == written_before_kill
@@ -244,10 +247,10 @@ def test_incremental_state_on_s3(s3_server):
         *s3_server.pipeline_args,
         *LOCAL_RUNNER_ARGS,
     ]
-    assert main(argv) == 0
+    assert main([*argv, "--run_id", "run1"]) == 0
     retry = "fluentd-s3-20220228_1.log.gz"
     s3_server.upload(inputs, f"kav/{retry}", (CORPUS / retry).read_bytes())
-    assert main(argv) == 0
+    assert main([*argv, "--run_id", "run2"]) == 0
 
     state_keys = s3_server.list_keys(output, "events/_state/")
     summary_keys = s3_server.list_keys(output, "events/_runs/")

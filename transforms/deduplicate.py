@@ -33,7 +33,12 @@ from transforms.batches import METRICS_NAMESPACE, Batch
 from transforms.schema import CATEGORIES, DEAD_LETTER_SCHEMA, EVENT_SCHEMA
 
 DEAD_LETTER_PREFIX = "_errors"
-_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+# Keyed batches are Arrow IPC streams compressed as a whole with zstd. Arrow's
+# own IPC compression compresses each column buffer on its own, which for the
+# small groups of one batch (a few dozen rows in each of 50 columns) cost
+# three times more CPU than building the rows (benchmarks/profile_steps.py).
+_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression=None)
+_BLOB_CODEC = "zstd"
 _EPOCH = datetime.date(1970, 1, 1)
 _MICROS_PER_DAY = 86_400_000_000
 
@@ -67,18 +72,20 @@ def shard_of(event_id: str, shards: int) -> int:
 
 
 def encode_rows(rows: Batch, schema: pa.Schema) -> bytes:
-    """Encode rows (dicts) as a compressed Arrow IPC stream."""
+    """Encode rows (dicts) as a zstd-compressed Arrow IPC stream."""
     columns = {name: [row.get(name) for row in rows] for name in schema.names}
     batch = pa.RecordBatch.from_pydict(columns, schema=schema)
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, schema, options=_IPC_OPTIONS) as writer:
-        writer.write_batch(batch)
+    with pa.CompressedOutputStream(sink, _BLOB_CODEC) as compressed:
+        with pa.ipc.new_stream(compressed, schema, options=_IPC_OPTIONS) as writer:
+            writer.write_batch(batch)
     return sink.getvalue().to_pybytes()
 
 
 def decode_rows(blob: bytes) -> pa.Table:
     """Decode an Arrow IPC stream made by `encode_rows`."""
-    return pa.ipc.open_stream(pa.py_buffer(blob)).read_all()
+    stream = pa.CompressedInputStream(pa.BufferReader(blob), _BLOB_CODEC)
+    return pa.ipc.open_stream(stream).read_all()
 
 
 class _KeyEvents(beam.DoFn):
@@ -200,6 +207,47 @@ def drop_repeated_events(
     return unique, repeated, already_stored
 
 
+# Decoded rows of one partition shard are reduced to one copy per event id
+# whenever they pass this size, so many copies of a long event (a gzip bomb
+# of one line repeated) are never decoded all at once.
+FOLD_BYTES = 128 * 1024 * 1024
+
+
+def drop_repeated_blobs(
+    blobs: Iterable[bytes], stored_ids: set[str]
+) -> tuple[pa.Table | None, int, int]:
+    """Decode Arrow IPC blobs and apply `drop_repeated_events` in bounded steps.
+
+    Returns the same rows and counts as `drop_repeated_events` over all the
+    decoded tables, because keeping the first copy in sort order gives the
+    same row whichever steps the copies meet in.
+    """
+    kept: list[pa.Table] = []
+    pending: list[pa.Table] = []
+    pending_bytes = 0
+    repeated = already_stored = 0
+    for blob in blobs:
+        table = decode_rows(blob)
+        pending.append(table)
+        pending_bytes += table.nbytes
+        if pending_bytes >= FOLD_BYTES:
+            folded, step_repeated, step_stored = drop_repeated_events(
+                kept + pending, stored_ids
+            )
+            kept = [folded] if folded is not None else []
+            repeated += step_repeated
+            already_stored += step_stored
+            pending, pending_bytes = [], 0
+    if pending or not kept:
+        folded, step_repeated, step_stored = drop_repeated_events(
+            kept + pending, stored_ids
+        )
+        kept = [folded] if folded is not None else []
+        repeated += step_repeated
+        already_stored += step_stored
+    return (kept[0] if kept else None), repeated, already_stored
+
+
 class _DropRepeats(beam.DoFn):
     def __init__(self, output: str, run_id: str) -> None:
         self._output = output
@@ -212,8 +260,11 @@ class _DropRepeats(beam.DoFn):
         self, element: tuple[PartitionKey, Iterable[bytes]]
     ) -> Iterator[tuple[PartitionKey, list[pa.Table], dict[str, Any]]]:
         (partition, shard), blobs = element
-        tables = [decode_rows(blob) for blob in blobs]
         if partition.startswith(DEAD_LETTER_PREFIX + "/"):
+            # NOTE: every dead letter of one date is decoded at once, with its
+            # whole `raw` line, so a flood of long rejected lines (up to
+            # --max_line_bytes each) is held in memory together.
+            tables = [decode_rows(blob) for blob in blobs]
             codes = pc.value_counts(
                 pa.chunked_array([t.column("error") for t in tables])
             ).to_pylist()
@@ -223,7 +274,7 @@ class _DropRepeats(beam.DoFn):
         stored = stored_event_ids(
             FileSystems.join(self._output, partition), self._run_id
         )
-        kept, repeated, already_stored = drop_repeated_events(tables, stored)
+        kept, repeated, already_stored = drop_repeated_blobs(blobs, stored)
         if repeated or already_stored:
             self._repeated.inc(repeated + already_stored)
         category = partition.split("/", 1)[0].split("=", 1)[1]
