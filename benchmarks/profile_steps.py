@@ -144,7 +144,7 @@ def run_stages(
 ) -> tuple[dict[str, float], int]:
     """Run every stage batch by batch; returns seconds per stage and lines read.
 
-    Like the pipeline, it holds one batch of records at a time, so the cost
+    Like the pipeline, it keeps one batch of records at a time, so the cost
     of Python's garbage collector is the one a worker sees.
     """
     relax_garbage_collector()

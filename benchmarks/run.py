@@ -73,6 +73,10 @@ class Measurement:
     peak_rss_bytes: int
     checks: dict[str, bool] = field(default_factory=dict)
     command: list[str] = field(default_factory=list)
+    # 1-minute load average of the machine before and after the run: a value
+    # above the core count means other processes competed for the CPU.
+    load_before: float = 0.0
+    load_after: float = 0.0
 
     @property
     def lines_per_second(self) -> float:
@@ -89,6 +93,7 @@ def input_files(data_dir: str) -> list[str]:
 
 def measure_floor(paths: Sequence[str]) -> Measurement:
     """Read and decompress every file and decode each line's record with orjson."""
+    load_before = os.getloadavg()[0]
     started_cpu = time.process_time()
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
@@ -112,6 +117,8 @@ def measure_floor(paths: Sequence[str]) -> Measurement:
         seconds=seconds,
         cpu_seconds=time.process_time() - started_cpu,
         peak_rss_bytes=peak_kib * 1024,
+        load_before=load_before,
+        load_after=os.getloadavg()[0],
     )
 
 
@@ -137,6 +144,7 @@ def run_cli(name: str, command: list[str], log_path: str) -> tuple[Measurement, 
     worker process it waited for.
     """
     env = dict(os.environ, NO_GCE_CHECK="true", AWS_EC2_METADATA_DISABLED="true")
+    load_before = os.getloadavg()[0]
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     peak = 0
@@ -158,6 +166,8 @@ def run_cli(name: str, command: list[str], log_path: str) -> tuple[Measurement, 
         cpu_seconds=cpu,
         peak_rss_bytes=peak,
         command=command,
+        load_before=load_before,
+        load_after=os.getloadavg()[0],
     )
     return measurement, child.returncode
 
@@ -236,8 +246,8 @@ def format_table(floor: Measurement, runs: Sequence[Measurement], events: int) -
     """Format the measurements as a Markdown table."""
     lines = [
         "| run | lines | seconds | lines/s | x floor | CPU s | peak RSS MiB "
-        "| MiB per 1M events | checks |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| MiB per 1M events | load before/after | checks |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for item in (floor, *runs):
         ratio = item.lines_per_second / floor.lines_per_second
@@ -251,7 +261,8 @@ def format_table(floor: Measurement, runs: Sequence[Measurement], events: int) -
         lines.append(
             f"| {item.name} | {item.lines} | {item.seconds:.1f} "
             f"| {item.lines_per_second:,.0f} | {ratio:.3f} | {item.cpu_seconds:.1f} "
-            f"| {mib:,.0f} | {per_million:,.0f} | {passed} |"
+            f"| {mib:,.0f} | {per_million:,.0f} "
+            f"| {item.load_before:.1f}/{item.load_after:.1f} | {passed} |"
         )
     return "\n".join(lines)
 
@@ -286,8 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.path.exists(manifest_path):
         with open(manifest_path, encoding="utf-8") as handle:
             manifest = json.load(handle)
-        wanted = {"events": args.events, "seed": args.seed}
-        if {key: manifest["parameters"][key] for key in wanted} != wanted:
+        expected = {"events": args.events, "seed": args.seed}
+        if {key: manifest["parameters"][key] for key in expected} != expected:
             shutil.rmtree(data_dir)
             manifest = None
     if manifest is None:

@@ -3,7 +3,8 @@
     python -m pipeline --input 'sample_data/**' --output out/
 
 Exit status 0 means every input line was accounted for. 1 means the books do
-not balance, 2 that the run failed; the last line on stderr says why.
+not balance, 2 that the run failed or an input pattern failed to list or
+matched no file; the last line on stderr says why.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import threading
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (
     PipelineOptions,
     StandardOptions,
@@ -22,6 +24,7 @@ from apache_beam.options.pipeline_options import (
 )
 
 from pipeline.options import Settings, parse_settings
+from pipeline.storage import redact
 from pipeline.summary import format_summary
 from pipeline.wiring import build_pipeline
 from transforms.write import read_json, summary_path
@@ -35,7 +38,32 @@ _LOG = logging.getLogger("pipeline")
 def _one_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     first = text[0] if text else ""
-    return f"{type(error).__name__}: {first}"[:500]
+    return redact(f"{type(error).__name__}: {first}")[:500]
+
+
+def run_id_in_use(settings: Settings) -> bool:
+    """Tell whether the output already holds a summary under this run id.
+
+    A run's files are named after its id and replace files of the same name,
+    so a second run with the id of an earlier one would overwrite its rows.
+    """
+    return FileSystems.exists(summary_path(settings.output, settings.run_id))
+
+
+def input_problems(summary: dict, allow_empty: bool) -> list[str]:
+    """List the input patterns that failed to list or matched no file."""
+    problems = []
+    for item in summary["inputs"]:
+        if item.get("error"):
+            problems.append(
+                f"listing {item['pattern']} failed: {redact(item['error'])}"
+            )
+        elif item["files"] == 0 and not allow_empty:
+            problems.append(
+                f"{item['pattern']} matched no file (pass --allow_empty_input to "
+                "accept that)"
+            )
+    return problems
 
 
 def _descendants(pid: int) -> list[int]:
@@ -137,6 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     options = PipelineOptions(list(settings.beam_args))
     if options.view_as(TestOptions).dry_run:
         return build_graph_only(options, settings)
+    FileSystems.set_options(options)
+    if run_id_in_use(settings):
+        print(
+            f"kav-pipeline: run id {settings.run_id!r} is already used under "
+            f"{settings.output}/_runs/; choose another --run_id",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     _LOG.info(
         "Run %s: reading %s, writing %s",
         settings.run_id,
@@ -163,4 +199,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_UNBALANCED
+    problems = input_problems(summary, settings.allow_empty_input)
+    if problems:
+        for problem in problems:
+            print(f"kav-pipeline: {problem}", file=sys.stderr)
+        return EXIT_FAILED
     return 0

@@ -184,13 +184,12 @@ def run_incremental(settings: Settings, report_idle: bool = True) -> int:
         len(skipped),
     )
     if not new:
-        if not report_idle:
-            return 0
-        print(
-            f"kav-pipeline: no new objects; {len(skipped)} already processed "
-            f"(records under {state_folder(settings.output)})"
-        )
-        return 0
+        if report_idle:
+            print(
+                f"kav-pipeline: no new objects; {len(skipped)} already processed "
+                f"(records under {state_folder(settings.output)})"
+            )
+        return EXIT_FAILED if failed else 0
 
     # NOTE: dead letters are not deduplicated, so those a killed run had
     # written under `_errors/` are written again by the run that follows.
@@ -223,4 +222,6 @@ def run_incremental(settings: Settings, report_idle: bool = True) -> int:
         compact_state(settings.output, settings.run_id)
     except Exception as error:  # noqa: BLE001 - reported as the exit status
         return _fail(settings, error)
-    return 0
+    # The objects of the patterns that could be listed are recorded; a pattern
+    # that failed to list still fails the run, so a scheduler sees it.
+    return EXIT_FAILED if failed else 0

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import re
 import secrets
 from dataclasses import dataclass, field
 
-from transforms.read import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LINE_BYTES
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from transforms.read import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LINE_BYTES, pattern_base
 from transforms.write import DEFAULT_COMPRESSION
 
 DEFAULT_SHARDS_PER_PARTITION = 4
@@ -33,6 +36,7 @@ class Settings:
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     shards_per_partition: int = DEFAULT_SHARDS_PER_PARTITION
     compression: str = DEFAULT_COMPRESSION
+    allow_empty_input: bool = False
     beam_args: tuple[str, ...] = field(default_factory=tuple)
     incremental: bool = False
     streaming: bool = False
@@ -121,7 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--run_id",
-        help="id of this run in file names and in _runs/ (default: time and random)",
+        type=_run_id,
+        help=(
+            "id of this run in file names and in _runs/: letters, digits, '.', '_' "
+            "and '-' (default: start time and a random suffix)"
+        ),
+    )
+    parser.add_argument(
+        "--allow_empty_input",
+        action="store_true",
+        help="exit 0 even when an input pattern matches no file",
     )
     parser.add_argument(
         "--incremental",
@@ -165,6 +178,59 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def _run_id(text: str) -> str:
+    # The id becomes part of file names, so it must not contain a path.
+    if not _RUN_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a valid run id: use 1 to 128 letters, digits, '.', "
+            "'_' or '-', starting with a letter or digit"
+        )
+    return text
+
+
+def _local_path(uri: str) -> str:
+    """Turn a `file://` URI into the local path that Beam's filesystems accept."""
+    return uri[len("file://") :] if uri.startswith("file://") else uri
+
+
+def _all_subclasses(cls: type) -> list[type]:
+    found = []
+    for subclass in cls.__subclasses__():
+        found.append(subclass)
+        found.extend(_all_subclasses(subclass))
+    return found
+
+
+def unknown_beam_flags(beam_args: list[str]) -> list[str]:
+    """List the flags that neither this job nor any Beam options class defines.
+
+    Beam only logs a warning and drops such flags, so a typo such as
+    `--max-line-bytes` would silently run with the default.
+    """
+    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
+    for options_class in {PipelineOptions, *_all_subclasses(PipelineOptions)}:
+        try:
+            options_class._add_argparse_args(parser)
+        except argparse.ArgumentError:
+            continue  # an option that two classes define
+    _, unknown = parser.parse_known_args(beam_args)
+    return [arg.split("=", 1)[0] for arg in unknown if arg.startswith("--")]
+
+
+def output_inside_input(output: str, pattern: str) -> bool:
+    """Tell whether a recursive input pattern would match files of the output."""
+    if "**" not in pattern:
+        return False
+    base = pattern_base(pattern)
+    if not base:
+        # A pattern such as `**` matches below the working folder.
+        return "://" not in output and not output.startswith("/")
+    return (output.rstrip("/") + "/").startswith(base)
+
+
 def with_local_prism(beam_args: list[str]) -> list[str]:
     """Add `--prism_location` unless given, so no run downloads Prism."""
     if any(arg.startswith("--prism_location") for arg in beam_args):
@@ -174,11 +240,28 @@ def with_local_prism(beam_args: list[str]) -> list[str]:
 
 def parse_settings(argv: list[str], now: datetime.datetime | None = None) -> Settings:
     """Parse the command line into Settings; unknown flags are Beam's."""
-    args, beam_args = build_parser().parse_known_args(argv)
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    unknown = unknown_beam_flags(beam_args)
+    if unknown:
+        parser.error(
+            f"unrecognized arguments: {' '.join(unknown)} (neither an option of this "
+            "job nor a Beam pipeline option; see --help)"
+        )
     now = now or datetime.datetime.now(datetime.timezone.utc)
+    output = _local_path(args.output)
+    inputs = tuple(_local_path(pattern) for pattern in args.input)
+    for pattern in inputs:
+        if output_inside_input(output, pattern):
+            parser.error(
+                f"--output {output} lies inside --input {pattern}, so a later run "
+                "would read this run's Parquet files as input; choose an output "
+                "outside it"
+            )
     return Settings(
-        inputs=tuple(args.input),
-        output=args.output.rstrip("/") if "://" in args.output else args.output,
+        inputs=inputs,
+        output=output.rstrip("/") if "://" in output else output,
+        allow_empty_input=args.allow_empty_input,
         run_id=args.run_id or new_run_id(now),
         started_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         batch_size=args.batch_size,

@@ -19,6 +19,10 @@ COPY transforms/ transforms/
 RUN pip install --no-cache-dir -r requirements.txt && pip install --no-cache-dir --no-deps .
 
 # The launcher runs this file with the template parameters as --name=value
-# flags; pipeline/__main__.py passes them to the same CLI as a local run.
-ENV FLEX_TEMPLATE_PYTHON_PY_FILE=/template/pipeline/__main__.py
+# flags, and it passes them to the same CLI as a local run. It lives outside
+# pipeline/ so that the package's modules (options.py, storage.py, ...) do not
+# shadow top-level modules of the same names on sys.path.
+RUN printf 'import sys\n\nfrom pipeline.cli import main\n\nsys.exit(main())\n' \
+    > /template/main.py
+ENV FLEX_TEMPLATE_PYTHON_PY_FILE=/template/main.py
 ENV FLEX_TEMPLATE_PYTHON_SETUP_FILE=/template/setup.py

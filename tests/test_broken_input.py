@@ -1,7 +1,7 @@
 """Every broken input ends as an event or as a dead letter with a reason.
 
 The corpus in tests/data/broken (see its README.md) goes through the command
-line once, together with a generated file that holds a 2 MB message:
+line once, together with a generated file that contains a 2 MB message:
 
     mixed.log line 5: 2022-02-28T15:48:55+00:00<TAB>kav_logs.user.crit<TAB>["host"]
         -> dead letter `invalid_record`
@@ -16,6 +16,7 @@ import datetime
 import gzip
 import os
 import pathlib
+import secrets
 import shutil
 import subprocess
 import sys
@@ -135,11 +136,12 @@ def read_rows(output: pathlib.Path) -> tuple[list[dict], list[dict]]:
 
 
 def write_event_files(
-    folder: pathlib.Path, files: int, lines: int, days: int = 40
+    folder: pathlib.Path, files: int, lines: int, days: int = 40, padding: int = 0
 ) -> int:
     """Write `files` FluentD files of distinct events over `days` dates.
 
-    Returns the number of lines written.
+    With `padding`, each message gets a `Comment` item of that many random hex
+    digits, which Parquet cannot compress much. Returns the number of lines.
     """
     base = datetime.datetime(2022, 1, 1, tzinfo=datetime.timezone.utc)
     folder.mkdir(parents=True, exist_ok=True)
@@ -149,7 +151,12 @@ def write_event_files(
                 moment = base + datetime.timedelta(days=number % days, seconds=number)
                 stamp = moment.strftime("%Y-%m-%dT%H:%M:%S+00:00")
                 host = f"HOST-{index:02d}-{number:05d}"
-                handle.write(f"{stamp}\tkav_logs.user.crit\t{kes_record(host)}\n")
+                message = None
+                if padding:
+                    comment = secrets.token_hex(padding // 2)
+                    message = f"Result description: Detected\\r\\nComment: {comment}"
+                record = kes_record(host, message)
+                handle.write(f"{stamp}\tkav_logs.user.crit\t{record}\n")
     return files * lines
 
 

@@ -56,8 +56,8 @@ LABELLED_STEPS = (
 )
 
 
-def _refuse_remote_connections(patch: pytest.MonkeyPatch) -> list:
-    """Record and refuse every socket connection to a host other than loopback."""
+def _reject_remote_connections(patch: pytest.MonkeyPatch) -> list:
+    """Record and reject every socket connection to a host other than loopback."""
     attempts: list = []
     original_connect = socket.socket.connect
 
@@ -65,7 +65,7 @@ def _refuse_remote_connections(patch: pytest.MonkeyPatch) -> list:
         host = address[0] if isinstance(address, tuple) else address
         if host not in ("127.0.0.1", "::1", "localhost"):
             attempts.append(address)
-            raise OSError(f"connection to {address} refused by the test")
+            raise OSError(f"connection to {address} rejected by the test")
         return original_connect(self, address)
 
     patch.setattr(socket.socket, "connect", connect)
@@ -76,14 +76,14 @@ def _refuse_remote_connections(patch: pytest.MonkeyPatch) -> list:
 
 @pytest.fixture
 def remote_connections(monkeypatch) -> list:
-    return _refuse_remote_connections(monkeypatch)
+    return _reject_remote_connections(monkeypatch)
 
 
 @pytest.fixture(scope="module")
 def dry_run():
-    """Build the Dataflow job request once; returns (job, refused connections)."""
+    """Build the Dataflow job request once; returns (job, rejected connections)."""
     with pytest.MonkeyPatch.context() as patch:
-        attempts = _refuse_remote_connections(patch)
+        attempts = _reject_remote_connections(patch)
         settings = parse_settings(DRY_RUN_ARGS)
         pipeline = beam.Pipeline(options=PipelineOptions(list(settings.beam_args)))
         build_pipeline(pipeline, settings)

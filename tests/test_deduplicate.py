@@ -135,3 +135,26 @@ def test_dedup_transform_counts_duplicates(tmp_path):
                 ]
             ),
         )
+
+
+def test_unconvertible_event_becomes_dead_letter(tmp_path):
+    bad = dict(_event("b" * 32), process_pid=10**30)
+    with local_test_pipeline() as pipeline:
+        batches = pipeline | "Events" >> beam.Create([[_event("a" * 32), bad]])
+        letters = pipeline | "Letters" >> beam.Create([])
+        keyed = (batches, letters) | KeyByPartition(1, "run", "2026-12-04")
+        deduped = keyed | DeduplicatePartitions(str(tmp_path), "run")
+        stats = deduped | beam.Map(lambda item: item[2])
+        assert_that(
+            stats,
+            equal_to(
+                [
+                    {"dead_letters": {"internal_error": 1}},
+                    {
+                        "events_written": {"security": 1},
+                        "duplicates_dropped": 0,
+                        "duplicates_already_stored": 0,
+                    },
+                ]
+            ),
+        )

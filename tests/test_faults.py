@@ -1,13 +1,14 @@
 """A run that fails part-way exits non-zero, and the rerun repairs the output.
 
-Two faults are injected into command-line runs over 6,000 distinct events
-spread over 40 event dates (so about 160 Parquet files), each line such as
+Faults are injected into command-line runs over FluentD files of distinct
+events, each line such as
 
     2022-01-01T00:00:00+00:00<TAB>kav_logs.user.crit<TAB>{"host":"HOST-00-00000",...}
 
-* the S3 emulator (moto server) is stopped as soon as the first Parquet object
-  of the run appears in the bucket;
-* one Beam worker process is killed with SIGKILL while the run reads, in
+* the S3 emulator (moto server) is stopped while the second of two Parquet
+  files of one partition is being uploaded (3,000 events of 8 KB each);
+* one Beam worker process is killed with SIGKILL while the run reads 6,000
+  events over 40 dates, in
   `--direct_running_mode=multi_processing --direct_num_workers=2`.
 
 Each failed run must exit with status 2 and the one-line message
@@ -46,6 +47,8 @@ from tests.test_broken_input import (
 )
 
 FILES = 4
+OUTAGE_FILES = 2
+OUTAGE_SHARDS = ["--shards_per_partition=2"]
 LINES_PER_FILE = 1500
 RUN_TIMEOUT_S = 240
 FAULT_WAIT_S = 120
@@ -69,7 +72,9 @@ class FaultedRun:
     rerun_returncode: int
     rerun_stderr: str
     rerun_ids: list[str]
+    reference_ids: list[str]
     worker_pids: tuple[int, ...] = ()
+    open_uploads: tuple[str, ...] = ()
 
 
 def cli_command(*args: str) -> list[str]:
@@ -84,11 +89,25 @@ def inputs(tmp_path_factory) -> pathlib.Path:
 
 
 @pytest.fixture(scope="module")
-def undisturbed_ids(inputs, tmp_path_factory) -> list[str]:
-    output = tmp_path_factory.mktemp("fault-reference")
-    result = run_cli("--input", str(inputs / "*.log"), "--output", str(output))
+def outage_inputs(tmp_path_factory) -> pathlib.Path:
+    """Large events on one date, so each of the two shard files takes a while."""
+    folder = tmp_path_factory.mktemp("outage-in")
+    write_event_files(folder, OUTAGE_FILES, LINES_PER_FILE, days=1, padding=8000)
+    return folder
+
+
+def reference_ids(inputs: pathlib.Path, output: pathlib.Path) -> list[str]:
+    """Return the sorted event ids of an undisturbed local run."""
+    result = run_cli(
+        "--input", str(inputs / "*.log"), "--output", str(output), *OUTAGE_SHARDS
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return sorted(row["event_id"] for row in stored_events(output, ["event_id"]))
+
+
+@pytest.fixture(scope="module")
+def undisturbed_ids(inputs, tmp_path_factory) -> list[str]:
+    return reference_ids(inputs, tmp_path_factory.mktemp("fault-reference"))
 
 
 def start_moto(log_dir: pathlib.Path) -> S3Emulator:
@@ -109,7 +128,9 @@ def s3_event_ids(emulator: S3Emulator, bucket: str, prefix: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def s3_outage(inputs, tmp_path_factory) -> FaultedRun:
+def s3_outage(outage_inputs, tmp_path_factory) -> FaultedRun:
+    inputs = outage_inputs
+    reference = reference_ids(inputs, tmp_path_factory.mktemp("outage-reference"))
     log_dir = tmp_path_factory.mktemp("moto-outage")
     first = start_moto(log_dir)
     bucket = first.create_bucket("outage")
@@ -123,9 +144,11 @@ def s3_outage(inputs, tmp_path_factory) -> FaultedRun:
         output,
         "--run_id",
         run_id,
+        *OUTAGE_SHARDS,
         *first.pipeline_args,
     )
     snapshot: dict[str, bytes] = {}
+    open_uploads: tuple[str, ...] = ()
     try:
         process = subprocess.Popen(
             command,
@@ -137,12 +160,18 @@ def s3_outage(inputs, tmp_path_factory) -> FaultedRun:
         )
         deadline = time.monotonic() + FAULT_WAIT_S
         while process.poll() is None and time.monotonic() < deadline:
-            keys = first.list_keys(bucket, "out/")
-            if any(key.endswith(".parquet") for key in keys):
-                # What the store holds at the outage is what a rerun finds.
-                snapshot = {key: first.read(bucket, key) for key in keys}
+            # What the store contains at the outage is what the rerun finds.
+            for key in first.list_keys(bucket, "out/"):
+                if key not in snapshot:
+                    snapshot[key] = first.read(bucket, key)
+            uploads = first.client.list_multipart_uploads(Bucket=bucket)
+            open_uploads = tuple(item["Key"] for item in uploads.get("Uploads", []))
+            # Stop while the second file is being uploaded: only part uploads
+            # follow, which fail at once, unlike listings, which Beam retries
+            # for minutes.
+            if snapshot and open_uploads:
                 break
-            time.sleep(0.05)
+            time.sleep(0.02)
     finally:
         first.process.stop()
     _, stderr = process.communicate(timeout=RUN_TIMEOUT_S)
@@ -157,6 +186,7 @@ def s3_outage(inputs, tmp_path_factory) -> FaultedRun:
                 str(inputs / "*.log"),
                 "--output",
                 output,
+                *OUTAGE_SHARDS,
                 *second.pipeline_args,
             ),
             cwd=REPO,
@@ -176,6 +206,8 @@ def s3_outage(inputs, tmp_path_factory) -> FaultedRun:
         rerun.returncode,
         rerun.stderr,
         rerun_ids,
+        reference,
+        open_uploads=open_uploads,
     )
 
 
@@ -221,7 +253,7 @@ def local_final_files(output: pathlib.Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def killed_worker(inputs, tmp_path_factory) -> FaultedRun:
+def killed_worker(inputs, undisturbed_ids, tmp_path_factory) -> FaultedRun:
     output = tmp_path_factory.mktemp("killed-out")
     run_id = "20261204T000000Z-killed00"
     process = subprocess.Popen(
@@ -258,6 +290,7 @@ def killed_worker(inputs, tmp_path_factory) -> FaultedRun:
         rerun.returncode,
         rerun.stderr,
         rerun_ids,
+        undisturbed_ids,
         worker_pids,
     )
 
@@ -302,6 +335,14 @@ def test_faulted_run_leaves_whole_files(fault, request):
             pq.read_metadata(io.BytesIO(data))
 
 
+def test_outage_hit_open_upload(s3_outage):
+    assert s3_outage.open_uploads != ()
+
+
+def test_open_upload_left_no_object(s3_outage):
+    assert set(s3_outage.open_uploads).isdisjoint(s3_outage.final_files)
+
+
 def test_outage_left_partial_output(s3_outage):
     # The outage hit while files were being written, not before or after.
     assert any(name.endswith(".parquet") for name in s3_outage.final_files)
@@ -314,15 +355,15 @@ def test_rerun_after_fault_succeeds(fault, request):
 
 
 @pytest.mark.parametrize("fault", FAULTS)
-def test_rerun_restores_same_event_ids(fault, request, undisturbed_ids):
+def test_rerun_restores_same_event_ids(fault, request):
     run = request.getfixturevalue(fault)
-    assert sorted(set(run.rerun_ids)) == undisturbed_ids
+    assert sorted(set(run.rerun_ids)) == run.reference_ids
 
 
 @pytest.mark.parametrize("fault", FAULTS)
-def test_rerun_restores_same_row_count(fault, request, undisturbed_ids):
+def test_rerun_restores_same_row_count(fault, request):
     run = request.getfixturevalue(fault)
-    assert len(run.rerun_ids) == len(undisturbed_ids)
+    assert len(run.rerun_ids) == len(run.reference_ids)
 
 
 def test_reference_run_has_every_event(undisturbed_ids):

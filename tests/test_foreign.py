@@ -32,3 +32,36 @@ def test_foreign_line_dead_letter_code():
     with pytest.raises(LineRejected) as caught:
         reject_foreign(record)
     assert caught.value.code == "not_kaspersky"
+
+
+@pytest.mark.parametrize(
+    ("record", "code"),
+    [
+        (
+            {
+                "_ident": None,
+                "sd_id": None,
+                "sd_params": {},
+                "_record": {
+                    "unmatched_line": "<10>1 2022-02-28T15:48:55Z host KES|11 - x -"
+                },
+            },
+            "unmatched_syslog",
+        ),
+        (
+            {
+                "_ident": None,
+                "sd_id": None,
+                "sd_params": {},
+                "_record": {},
+                "_message": "CEF:0|KasperskyLab|SecurityCenter|13.2|GNRL_EV_VIRUS_FOUND|",
+            },
+            "unsupported_format",
+        ),
+        ({"_ident": "java|8", "sd_id": None, "sd_params": {}}, "not_kaspersky"),
+    ],
+)
+def test_rejected_line_reason(record, code):
+    with pytest.raises(LineRejected) as caught:
+        reject_foreign(record)
+    assert caught.value.code == code

@@ -115,7 +115,7 @@ SD_NAMES = st.text(
 
 @st.composite
 def sd_elements(draw) -> list[SdElement]:
-    """Draw RFC 5424 elements whose values hold hostile text."""
+    """Draw RFC 5424 elements whose values contain hostile text."""
     count = draw(st.integers(1, 3))
     elements = []
     for index in range(count):
@@ -216,7 +216,7 @@ def new_record(raw: str, number: int = 2, terminated: bool = True) -> Record:
 
 
 def process_line(record: Record) -> Record:
-    """Apply every record step in pipeline order; return the event record."""
+    """Apply every record step in pipeline order and return the event record."""
     for _, step in STEPS:
         step(record)
     return record

@@ -114,7 +114,8 @@ BODY_CASES = [
         "sentence before inner key",
         r"Object not disinfected. Reason: object cannot be disinfected\r\nType: Virus",
         [
-            ("Object not disinfected. Reason", "object cannot be disinfected"),
+            ("", "Object not disinfected."),
+            ("Reason", "object cannot be disinfected"),
             ("Type", "Virus"),
         ],
     ),
@@ -332,7 +333,10 @@ body_keys = st.text(
     max_size=20,
 ).filter(
     lambda key: (
-        _is_trimmed(key) and LITERAL_CRLF not in key and not key.startswith("\ufeff")
+        _is_trimmed(key)
+        and LITERAL_CRLF not in key
+        and not key.startswith("\ufeff")
+        and ". " not in key
     )
 )
 body_values = st.text(alphabet=_no_line_breaks, max_size=30).filter(
@@ -398,3 +402,11 @@ def test_beam_parse_message_body_transform() -> None:
         )
         assert_that(kept, equal_to(expected), label="CheckKeptBatches")
         assert_that(dead_letters, equal_to([]), label="CheckNoDeadLetters")
+
+
+def test_sentence_before_key_split_off():
+    body = r"Object not disinfected. Reason: object cannot be disinfected"
+    assert parse_message_body(body) == [
+        ("", "Object not disinfected."),
+        ("Reason", "object cannot be disinfected"),
+    ]

@@ -384,3 +384,63 @@ def test_sd_user_differs_from_body():
     assert normalized["user_domain"] == "EXAMPLE"
     assert normalized["user_name"] == "user1"
     assert normalized["user_role"] is None
+
+
+# Windows Server protection (WSEE) bodies: no result item, full process path.
+WSEE_NOTCURED = {
+    "sd_params": {"et": "GNRL_EV_OBJECT_NOTCURED"},
+    "message_fields": parse_message_body(
+        r"Object not disinfected. Reason: object cannot be disinfected\r\n"
+        r"Object name: C:\Temp\eicar.com\r\n"
+        r"Process name: C:\Program Files\7-Zip\7z.exe\r\nPID: 4312"
+    ),
+}
+WSEE_FOUND = {
+    "sd_params": {"et": "GNRL_EV_VIRUS_FOUND"},
+    "message_fields": parse_message_body(
+        r"Object detected: Malware HEUR:Trojan.Win32.Generic\r\n"
+        r"Object name: C:\Temp\x.exe"
+    ),
+}
+
+
+def test_wsee_sentence_gives_not_disinfected():
+    assert normalize_event(WSEE_NOTCURED)["result"] == "not_disinfected"
+
+
+def test_wsee_reason_after_sentence():
+    assert normalize_event(WSEE_NOTCURED)["reason"] == "object cannot be disinfected"
+
+
+def test_wsee_process_name_path_split():
+    normalized = normalize_event(WSEE_NOTCURED)
+    assert normalized["process_name"] == "7z.exe"
+    assert normalized["process_path"] == r"C:\Program Files\7-Zip\7z.exe"
+
+
+def test_wsee_object_detected_threat():
+    normalized = normalize_event(WSEE_FOUND)
+    assert normalized["threat_type"] == "Malware"
+    assert normalized["threat_name"] == "HEUR:Trojan.Win32.Generic"
+
+
+def test_event_type_states_result():
+    assert normalize_event(WSEE_FOUND)["result"] == "detected"
+
+
+def test_truncated_msgid_states_result():
+    record = {"_msgid": "GNRL_EV_APPLICATION_LAUNCH_DENIE", "message_fields": []}
+    assert normalize_event(record)["result"] == "blocked"
+
+
+def test_body_result_wins_over_event_type():
+    record = {
+        "sd_params": {"et": "GNRL_EV_VIRUS_FOUND"},
+        "message_fields": [("Result description", "Deleted")],
+    }
+    assert normalize_event(record)["result"] == "deleted"
+
+
+def test_pid_beyond_int64_is_none():
+    record = {"message_fields": [("Process ID", "99999999999999999999999")]}
+    assert normalize_event(record)["process_pid"] is None

@@ -90,8 +90,10 @@ def reruns(tmp_path_factory):
         "--run_id",
         "20261204T000001Z-first000",
     )
+
     after_first = sorted_rows(output)
     letters_first = stored_dead_letters(output)
+    first_summary = summary_of(output, "20261204T000001Z-first000")
     status["second"] = run_cli(
         "--input",
         str(shuffled_copies(second, root / "b2") / "*.log"),
@@ -102,6 +104,22 @@ def reruns(tmp_path_factory):
         "--run_id",
         "20261204T000002Z-second00",
     )
+
+    after_second = sorted_rows(output)
+    letters_second = stored_dead_letters(output)
+    second_summary = summary_of(output, "20261204T000002Z-second00")
+
+    status["same_id"] = run_cli(
+        "--input",
+        str(first / "*.log"),
+        "--input",
+        str(second / "*.log"),
+        "--output",
+        str(output),
+        "--run_id",
+        "20261204T000001Z-first000",
+    )
+
     other = root / "other-order"
     status["reversed"] = run_cli(
         "--input",
@@ -113,19 +131,21 @@ def reruns(tmp_path_factory):
         "--run_id",
         "20261204T000003Z-reverse0",
     )
+
     return {
         "status": status,
         "after_first": after_first,
-        "after_second": sorted_rows(output),
+        "after_second": after_second,
+        "after_same_id": sorted_rows(output),
         "other_order": sorted_rows(other),
         "letters_first": letters_first,
-        "letters_second": stored_dead_letters(output),
-        "first": summary_of(output, "20261204T000001Z-first000"),
-        "second": summary_of(output, "20261204T000002Z-second00"),
+        "letters_second": letters_second,
+        "first": first_summary,
+        "second": second_summary,
     }
 
 
-@pytest.mark.parametrize("run", ["first", "second", "reversed"])
+@pytest.mark.parametrize("run", ["first", "second", "same_id", "reversed"])
 def test_rerun_exits_zero(reruns, run):
     result = reruns["status"][run]
     assert result.returncode == 0, result.stderr[-2000:]
@@ -166,6 +186,11 @@ def test_rerun_books_balance(reruns, run):
     summary = reruns[run]
     assert summary["lines_read"] == LINES
     assert summary["balanced"] is True
+
+
+def test_rerun_same_run_id_overwrites(reruns):
+    # A run skips its own files as stored events and writes the same names.
+    assert reruns["after_same_id"] == reruns["after_first"]
 
 
 def test_file_order_keeps_same_rows(reruns):

@@ -189,3 +189,23 @@ def test_split_lines_transform_routes_dead_letters():
         )
         assert_that(kept_times, equal_to([(1, T_2022_02_28)]), label="KeptLines")
         assert_that(dead_codes, equal_to([(2, "invalid_line")]), label="DeadLines")
+
+
+@pytest.mark.parametrize(
+    ("time_text", "expected"),
+    [
+        ("1646063335", T_2022_02_28),
+        ("1646063335.25", T_2022_02_28 + 250000),
+        ("2022-02-28 15:48:55 +0000", T_2022_02_28),
+    ],
+)
+def test_tab_form_other_time_formats(time_text, expected):
+    line = f'{time_text}\tkav_logs.user.crit\t{{"host":"h"}}'
+    assert split_fluentd_line(line).event_time == expected
+
+
+def test_blank_first_line_is_empty_line():
+    record = {"source_uri": "f.log", "source_line": 1, "raw": ""}
+    with pytest.raises(LineRejected) as caught:
+        split_record(record)
+    assert caught.value.code == "empty_line"

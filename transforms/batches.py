@@ -48,8 +48,8 @@ _LOG = logging.getLogger(__name__)
 def relax_garbage_collector() -> None:
     """Raise the young-generation threshold of this process's garbage collector.
 
-    Steps call it from `DoFn.setup`, so it holds in every worker process;
-    it never lowers a threshold that is already higher.
+    Steps call it from `DoFn.setup`, so it applies in every worker process.
+    It never lowers a threshold that is already higher.
     """
     young, middle, old = gc.get_threshold()
     if young < GC_YOUNG_THRESHOLD:

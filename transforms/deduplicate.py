@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from transforms.batches import METRICS_NAMESPACE, Batch
+from transforms.batches import INTERNAL_ERROR, METRICS_NAMESPACE, Batch, dead_letter
 from transforms.schema import CATEGORIES, DEAD_LETTER_SCHEMA, EVENT_SCHEMA
 
 DEAD_LETTER_PREFIX = "_errors"
@@ -88,9 +88,15 @@ def decode_rows(blob: bytes) -> pa.Table:
     return pa.ipc.open_stream(stream).read_all()
 
 
+# Errors pyarrow raises for a value that does not fit its column.
+_CONVERSION_ERRORS = (pa.ArrowException, OverflowError, TypeError, ValueError)
+
+
 class _KeyEvents(beam.DoFn):
-    def __init__(self, shards: int) -> None:
+    def __init__(self, shards: int, run_id: str, run_date: str) -> None:
         self._shards = shards
+        self._run_id = run_id
+        self._run_date = run_date
 
     def process(self, batch: Batch) -> Iterator[tuple[PartitionKey, bytes]]:
         groups: dict[PartitionKey, Batch] = defaultdict(list)
@@ -99,7 +105,36 @@ class _KeyEvents(beam.DoFn):
             partition = event_partition(record["category"], record["event_time"])
             groups[(partition, shard_of(record["event_id"], shards))].append(record)
         for key, rows in groups.items():
-            yield key, encode_rows(rows, EVENT_SCHEMA)
+            try:
+                blob = encode_rows(rows, EVENT_SCHEMA)
+            except _CONVERSION_ERRORS:
+                yield from self._encode_each(key, rows)
+            else:
+                yield key, blob
+
+    def _encode_each(
+        self, key: PartitionKey, rows: Batch
+    ) -> Iterator[tuple[PartitionKey, bytes]]:
+        """Encode rows one by one; a row that fails becomes a dead letter."""
+        kept: Batch = []
+        letters: dict[PartitionKey, Batch] = defaultdict(list)
+        for row in rows:
+            try:
+                encode_rows([row], EVENT_SCHEMA)
+            except _CONVERSION_ERRORS as error:
+                detail = (
+                    f"converting the event to Arrow failed: {type(error).__name__}: "
+                )
+                letter = dead_letter(row, INTERNAL_ERROR, (detail + str(error))[:500])
+                letter["run_id"] = self._run_id
+                partition = dead_letter_partition(row.get("event_time"), self._run_date)
+                letters[(partition, 0)].append(letter)
+            else:
+                kept.append(row)
+        if kept:
+            yield key, encode_rows(kept, EVENT_SCHEMA)
+        for letter_key, letter_rows in letters.items():
+            yield letter_key, encode_rows(letter_rows, DEAD_LETTER_SCHEMA)
 
 
 class _KeyDeadLetters(beam.DoFn):
@@ -129,7 +164,7 @@ class KeyByPartition(beam.PTransform):
     def expand(self, inputs):
         events, dead_letters = inputs
         keyed_events = events | "KeyEventsByPartition" >> beam.ParDo(
-            _KeyEvents(self._shards)
+            _KeyEvents(self._shards, self._run_id, self._run_date)
         )
         keyed_letters = dead_letters | "KeyDeadLettersByDate" >> beam.ParDo(
             _KeyDeadLetters(self._run_id, self._run_date)

@@ -85,14 +85,25 @@ def parse_message_body(text: str) -> list[tuple[str, str]]:
     """Return the (key, value) items of a message body in order.
 
     A leading BOM is removed and empty or whitespace-only items are skipped.
-    `Result: Detected: EICAR` gives ("Result", "Detected: EICAR").
+    `Result: Detected: EICAR` gives ("Result", "Detected: EICAR"), and
+    `Object not disinfected. Reason: busy` gives ("", "Object not
+    disinfected.") and ("Reason", "busy").
     """
     if text.startswith(BOM):
         text = text[1:]
     fields: list[tuple[str, str]] = []
     for item in _split_items(text):
-        if item.strip():
-            fields.append(split_item(item))
+        if not item.strip():
+            continue
+        key, value = split_item(item)
+        # Keys are short labels and never hold a sentence end, so in Windows
+        # Server protection bodies such as `Object not disinfected. Reason:
+        # object cannot be disinfected` the sentence is an item of its own.
+        sentence_end = key.rfind(". ")
+        if sentence_end >= 0:
+            fields.append(("", key[: sentence_end + 1]))
+            key = key[sentence_end + 2 :].strip()
+        fields.append((key, value))
     return fields
 
 

@@ -36,6 +36,9 @@ import apache_beam as beam
 from transforms import tables
 from transforms.batches import Record, apply_step
 
+# RFC 5424 limits the MSGID to 32 characters, so longer event types arrive cut.
+MSGID_LENGTH = 32
+
 # Columns that `normalize_event` returns, in schema order.
 NORMALIZED_COLUMNS = (
     "event_type",
@@ -77,8 +80,8 @@ _URL = re.compile(r"^(?:https?|ftp)://", re.IGNORECASE)
 _DRIVE_PATH = re.compile(r"^[A-Za-z]:[\\/]")
 _UNSIGNED_INT = re.compile(r"^\d{1,10}$")
 # Entries of the per-process caches of body keys and event types. Real
-# exports use a few hundred of each; the bound keeps memory flat when an
-# input holds many distinct ones.
+# exports use a few hundred of each, and the bound keeps memory flat when an
+# input contains many distinct ones.
 _LOOKUP_CACHE_SIZE = 8192
 
 
@@ -200,14 +203,20 @@ def ipv4_text(value: str | None) -> str | None:
     return value
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def parse_int(value: str | None) -> int | None:
-    """Return a decimal integer, or None when the text is not one."""
+    """Return a decimal integer that fits int64, or None when the text is not one."""
     if value is None:
         return None
     value = value.strip()
-    if not value.lstrip("-").isdigit():
+    if not value.lstrip("-").isascii() or not value.lstrip("-").isdigit():
         return None
-    return int(value)
+    number = int(value)
+    if not _INT64_MIN <= number <= _INT64_MAX:
+        return None
+    return number
 
 
 def _hash(value: str | None, length: int) -> str | None:
@@ -312,7 +321,45 @@ def _process(body: dict[str, str]) -> tuple[str | None, str | None, int | None]:
     if name is None and (path or pid_text):
         name = body.get("name") or None
     pid = parse_int(pid_text)
+    if name and ("\\" in name or "/" in name):
+        # Windows Server protection sends the full path as `Process name`.
+        if path is None:
+            path = name
+        name = re.split(r"[\\/]", name)[-1] or None
     return name, join_path(path, name) if path else None, pid
+
+
+def _event_result(event_type: str | None) -> str | None:
+    """Return the outcome that an event type states by itself."""
+    if event_type is None:
+        return None
+    results = tables.event_results()
+    result = results.get(event_type)
+    if result is None and len(event_type) == MSGID_LENGTH:
+        # Syslog cuts the MSGID at 32 characters.
+        matches = {r for t, r in results.items() if t.startswith(event_type)}
+        result = matches.pop() if len(matches) == 1 else None
+    return result
+
+
+def _sentence_result(message_fields) -> str | None:
+    """Map the first keyless sentence that names an outcome, such as
+    `Object not disinfected.`, to the result vocabulary."""
+    for key, value in message_fields or ():
+        if not key:
+            result = canonical_result(value)
+            if result is not None:
+                return result
+    return None
+
+
+def _split_object_detected(text: str | None) -> tuple[str | None, str | None]:
+    """Split `Object detected: Malware HEUR:Trojan.Win32.Generic` into the
+    threat type (first word) and the threat name (the rest)."""
+    if not text:
+        return None, None
+    threat_type, _, threat_name = text.strip().partition(" ")
+    return threat_type or None, threat_name.strip() or None
 
 
 def _object_path(body: dict[str, str]) -> str | None:
@@ -370,9 +417,15 @@ def normalize_event(record: Record) -> dict[str, object]:
         body_threat_name = body.get("name")
 
     result_description = _first(body.get("result_description"), body.get("result"))
-    result = canonical_result(body.get("result_description")) or canonical_result(
-        body.get("result")
+    result = (
+        canonical_result(body.get("result_description"))
+        or canonical_result(body.get("result"))
+        or _sentence_result(record.get("message_fields"))
+        or _event_result(event_type)
     )
+    detected_type, detected_name = _split_object_detected(body.get("object_detected"))
+    if body_threat_name is None:
+        body_threat_name = detected_name
 
     object_path = _first(sd_win.get("object_path"), _object_path(body))
     url = object_path if object_path and _URL.match(object_path) else None
@@ -393,6 +446,7 @@ def normalize_event(record: Record) -> dict[str, object]:
         "threat_type": _first(
             sd_win.get("threat_type"),
             body.get("threat_type"),
+            detected_type,
             sd_fallback.get("threat_type"),
         ),
         "result": result,

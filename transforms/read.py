@@ -163,15 +163,34 @@ def _file_dead_letter(path: str, code: str, detail: str) -> Record:
     }
 
 
-def _is_hidden(path: str) -> bool:
-    """Tell whether a matched path is a folder or a hidden file.
+_GLOB_CHARACTERS = frozenset("*?[")
 
-    Names that start with `_` or `.` are skipped, as Hive, Spark and pyarrow
-    skip them, so a glob over a bucket never reads this pipeline's own
-    `_runs/` and `_state/` documents or a writer's temporary files.
+
+def pattern_base(pattern: str) -> str:
+    """Return the part of a glob up to the last `/` before its first wildcard."""
+    cut = next((i for i, c in enumerate(pattern) if c in _GLOB_CHARACTERS), None)
+    if cut is None:
+        return pattern.rsplit("/", 1)[0] + "/" if "/" in pattern else ""
+    return pattern[: pattern.rfind("/", 0, cut) + 1]
+
+
+def is_hidden(path: str, pattern: str = "") -> bool:
+    """Tell whether a matched path is a folder or lies in a hidden name.
+
+    A path whose file name, or any folder below the fixed part of the
+    pattern, starts with `_` or `.` is skipped, as Hive, Spark and pyarrow
+    skip such names. So a glob over a bucket never reads this pipeline's own
+    `_runs/`, `_state/` and `_errors/` files or a writer's temporary files,
+    even when the output lies inside the input folder.
     """
-    name = path.rstrip("/").rsplit("/", 1)[-1]
-    return path.endswith("/") or name.startswith(("_", "."))
+    if path.endswith("/"):
+        return True
+    base = pattern_base(pattern)
+    if base and path.startswith(base):
+        relative = path[len(base) :]
+    else:
+        relative = path.rsplit("/", 1)[-1]
+    return any(part.startswith(("_", ".")) for part in relative.split("/") if part)
 
 
 class _MatchPattern(beam.DoFn):
@@ -186,7 +205,7 @@ class _MatchPattern(beam.DoFn):
                 MATCHES, {"pattern": pattern, "files": 0, "error": str(error)[:500]}
             )
             return
-        files = [m for m in result.metadata_list if not _is_hidden(m.path)]
+        files = [m for m in result.metadata_list if not is_hidden(m.path, pattern)]
         if not files:
             _LOG.warning("Input pattern %s matched no files", pattern)
         yield beam.pvalue.TaggedOutput(

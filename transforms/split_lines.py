@@ -32,8 +32,9 @@ INJECTED_TAG_KEYS = ("tag", "fluentd_tag")
 
 _ISO_TIME = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?"
-    r"(Z|z|[+-]\d{2}:?\d{2})?"
+    r" ?(Z|z|[+-]\d{2}:?\d{2})?"
 )
+_EPOCH_TIME = re.compile(r"-?\d{9,11}(?:\.\d{1,9})?")
 _DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _MICROS_PER_SECOND = 1_000_000
 # pyarrow timestamps and Python datetimes both end at year 9999.
@@ -183,7 +184,12 @@ def split_fluentd_line(line: str) -> FluentdLine:
             f"line {_quote(line)} has {len(parts)} of the 3 fields time, tag, record",
         )
     time_text, tag, record_text = parts
-    event_time, has_offset = parse_iso_time(time_text.strip())
+    time_text = time_text.strip()
+    if _EPOCH_TIME.fullmatch(time_text):
+        # out_file with `time_type unixtime` or `float` writes epoch seconds.
+        event_time, has_offset = parse_epoch_time(float(time_text)), True
+    else:
+        event_time, has_offset = parse_iso_time(time_text)
     record = _decode_record(record_text)
     issues = () if has_offset else ("time_without_offset",)
     return FluentdLine(event_time, tag.strip() or None, record, issues)
@@ -201,6 +207,8 @@ def _starts_mid_record(line: str, error: LineRejected) -> bool:
     is the record part of a TAB-form line, which has syslog keys but no time.
     """
     stripped = line.lstrip()
+    if not stripped:
+        return False
     if stripped.startswith("{"):
         return error.code == "missing_time" and any(k in line for k in _SYSLOG_KEYS)
     return _TIME_SHAPE.match(stripped) is None

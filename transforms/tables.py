@@ -234,6 +234,22 @@ def sd_param_rules() -> tuple[SdParamRule, ...]:
 
 
 @functools.cache
+def event_results() -> Mapping[str, str]:
+    """Load event_results.csv as {event type: canonical result}.
+
+    Raises ValueError for a result outside the vocabulary or a repeated type.
+    """
+    results: dict[str, str] = {}
+    for row in read_rows("event_results.csv"):
+        if row["result"] not in RESULTS:
+            raise ValueError(f"event_results.csv: unknown result {row['result']!r}")
+        if row["event_type"] in results:
+            raise ValueError(f"event_results.csv: {row['event_type']!r} repeats")
+        results[row["event_type"]] = row["result"]
+    return results
+
+
+@functools.cache
 def threat_types() -> Mapping[str, str]:
     """Load threat_types.csv as {numeric code as sent: class name}."""
     return MappingProxyType(

@@ -46,7 +46,7 @@ from transforms.deduplicate import (
     run_file_prefix,
     stored_event_ids,
 )
-from transforms.read import InputFile, _is_hidden
+from transforms.read import InputFile, is_hidden
 from transforms.schema import DEAD_LETTER_SCHEMA, EVENT_SCHEMA, TIMESTAMP
 from transforms.write import DEFAULT_COMPRESSION, write_table_atomically
 
@@ -87,7 +87,7 @@ def list_patterns(
             _LOG.error("Listing input pattern %s failed: %s", pattern, error)
             reports.append({"pattern": pattern, "files": 0, "error": str(error)[:500]})
             continue
-        matched = [m for m in result.metadata_list if not _is_hidden(m.path)]
+        matched = [m for m in result.metadata_list if not is_hidden(m.path, pattern)]
         reports.append({"pattern": pattern, "files": len(matched), "error": None})
         for metadata in matched:
             objects[metadata.path] = ListedObject(
