@@ -1636,7 +1636,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("license_expiration", 1, "general", "en", _license_expiration),
     Kind("audit_server_connect", 1.5, "general", "ksc", _audit_server_connect),
     Kind("unknown_hex_threat", 1.5, "security", "en", _unknown_hex_threat),
-    Kind("unknown_hex_info", 2.5, "general", "en", _unknown_hex_info),
+    Kind("unknown_hex_info", 2.5, "unknown", "en", _unknown_hex_info),
     Kind("ru_object_blocked", 2, "security", "ru", _ru_object_blocked),
     Kind("ru_virus_found", 1.5, "security", "ru", _ru_virus_found),
     Kind("es_virus_found", 2.5, "security", "es", _es_virus_found),

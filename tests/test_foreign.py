@@ -54,7 +54,7 @@ def test_foreign_line_dead_letter_code():
                 "sd_id": None,
                 "sd_params": {},
                 "_record": {},
-                "_message": "CEF:0|KasperskyLab|SecurityCenter|13.2|GNRL_EV_VIRUS_FOUND|",
+                "_message": "CEF:0|KasperskyLab|SecurityCenter|13.2|GNRL_EV_X",
             },
             "unsupported_format",
         ),
