@@ -4,7 +4,7 @@
 
 Exit status 0 means every input line was accounted for. 1 means the books do
 not balance, 2 that the run failed or an input pattern failed to list or
-matched no file; the last line on stderr says why.
+matched no file; a line on stderr that starts with `kav-pipeline:` says why.
 """
 
 from __future__ import annotations
