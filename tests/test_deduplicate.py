@@ -3,6 +3,7 @@
 import hashlib
 
 import apache_beam as beam
+import pyarrow as pa
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -158,3 +159,18 @@ def test_unconvertible_event_becomes_dead_letter(tmp_path):
                 ]
             ),
         )
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        [{"et": "GNRL_EV_VIRUS_FOUND", "p5": "EICAR"}, None, {}],
+        [None, None],
+        [{}],
+    ],
+)
+def test_map_column_matches_pyarrow(params):
+    rows = [dict(_event("a" * 32), sd_params=value) for value in params]
+    table = decode_rows(encode_rows(rows, EVENT_SCHEMA))
+    expected = pa.array(params, type=EVENT_SCHEMA.field("sd_params").type)
+    assert table.column("sd_params").combine_chunks().equals(expected)
