@@ -4,7 +4,7 @@
 
 Exit status 0 means every input line was accounted for. 1 means the books do
 not balance, 2 that the run failed or an input pattern failed to list or
-matched no file; a line on stderr that starts with `kav-pipeline:` says why.
+matched no file; a line on stderr that starts with `kav-pipeline:` gives the reason.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _one_line(error: BaseException) -> str:
 
 
 def run_id_in_use(settings: Settings) -> bool:
-    """Tell whether the output already holds a summary under this run id.
+    """Tell whether the output already contains a summary under this run id.
 
     A run's files are named after its id and replace files of the same name,
     so a second run with the id of an earlier one would overwrite its rows.

@@ -19,14 +19,14 @@ DEFAULT_WINDOW_SECONDS = 3600
 # FluentD's default buffer timekey (1 day) plus its default timekey_wait
 # (600 s): the longest an event waits in FluentD before its object appears.
 DEFAULT_ALLOWED_LATENESS_SECONDS = 86400 + 600
-# A path that holds no Prism binary: the DirectRunner then skips Prism at once
+# A path that contains no Prism binary: the DirectRunner then skips Prism at once
 # instead of downloading it, and runs on its Python runners.
 NO_PRISM_LOCATION = "/nonexistent/prism-not-installed.zip"
 
 
 @dataclass(frozen=True)
 class Settings:
-    """What one run reads, where it writes, and how."""
+    """Settings of one run: its inputs, its output and how it processes them."""
 
     inputs: tuple[str, ...]
     output: str

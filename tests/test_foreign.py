@@ -1,9 +1,12 @@
 """RejectForeignLines: what counts as a Kaspersky export and what does not."""
 
+import apache_beam as beam
 import pytest
+from apache_beam.testing.util import assert_that, equal_to
 
+from tests.beam_helpers import local_test_pipeline
 from transforms.errors import LineRejected
-from transforms.foreign import is_kaspersky, reject_foreign
+from transforms.foreign import RejectForeignLines, is_kaspersky, reject_foreign
 
 
 @pytest.mark.parametrize(
@@ -65,3 +68,30 @@ def test_rejected_line_reason(record, code):
     with pytest.raises(LineRejected) as caught:
         reject_foreign(record)
     assert caught.value.code == code
+
+
+def test_reject_transform_routes_foreign_line():
+    kaspersky = {
+        "source_line": 1,
+        "_ident": "KES|11.0.0.0",
+        "sd_id": "event@23668",
+        "sd_params": {"et": "GNRL_EV_VIRUS_FOUND"},
+    }
+    vmware = {
+        "source_line": 2,
+        "_ident": "Hostd",
+        "sd_id": "Originator@6876",
+        "sd_params": {"opID": "host-17@23668-2a"},
+    }
+    with local_test_pipeline() as pipeline:
+        kept, dead = (
+            pipeline | beam.Create([[kaspersky, vmware]]) | RejectForeignLines()
+        )
+        kept_lines = kept | "Kept" >> beam.FlatMap(
+            lambda batch: [r["source_line"] for r in batch]
+        )
+        dead_lines = dead | "Dead" >> beam.FlatMap(
+            lambda batch: [(r["source_line"], r["error"]) for r in batch]
+        )
+        assert_that(kept_lines, equal_to([1]), label="KeptLines")
+        assert_that(dead_lines, equal_to([(2, "not_kaspersky")]), label="DeadLines")

@@ -312,6 +312,8 @@ BODY_KEYS = HOSTILE_TEXT.filter(
         and "\r" not in key
         and "\n" not in key
         and LITERAL_CRLF not in key
+        # A key never contains a sentence end: the text before one is an item.
+        and ". " not in key
     )
 )
 BODY_VALUES = HOSTILE_TEXT.filter(

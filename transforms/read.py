@@ -1,6 +1,6 @@
 """Find the input files and read them as batches of numbered lines.
 
-Patterns are globs on any filesystem Beam knows (`/data/kav/**.log`,
+Patterns are globs on any filesystem that Beam supports (`/data/kav/**.log`,
 `s3://logs/kav/2022/*/*.gz`, `gs://...`, `azfs://account/container/...`).
 Compression is chosen by suffix: `.gz` is gzip, `.zst` and `.zstd` are
 zstandard, anything else is read as it is. Each line becomes a record
@@ -300,7 +300,7 @@ def _blocks_checked(path: str) -> Iterator[bytes]:
     blocks = iter_blocks(path, _READ_BLOCK_BYTES)
     first = next(blocks, b"")
     if _looks_binary(first):
-        raise BinaryFileError(f"file {path} holds binary data, not text lines")
+        raise BinaryFileError(f"file {path} contains binary data, not text lines")
     if first:
         yield first
     yield from blocks

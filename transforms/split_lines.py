@@ -41,7 +41,7 @@ _MICROS_PER_SECOND = 1_000_000
 _MAX_EPOCH_SECONDS = 253_402_300_799
 _MIN_EPOCH_SECONDS = -62_135_596_800
 
-# Longest part of an offending value quoted in a dead-letter detail.
+# Maximum length of an offending value quoted in a dead-letter detail.
 _DETAIL_VALUE_CHARS = 120
 
 
