@@ -174,3 +174,20 @@ def test_map_column_matches_pyarrow(params):
     table = decode_rows(encode_rows(rows, EVENT_SCHEMA))
     expected = pa.array(params, type=EVENT_SCHEMA.field("sd_params").type)
     assert table.column("sd_params").combine_chunks().equals(expected)
+
+
+def test_dedup_counts_beam_metrics(tmp_path):
+    events = [[_event("a" * 32), _event("b" * 32)], [_event("a" * 32, line=2)]]
+    pipeline = local_test_pipeline()
+    batches = pipeline | "Events" >> beam.Create(events)
+    letters = pipeline | "Letters" >> beam.Create([])
+    keyed = (batches, letters) | KeyByPartition(1, "run", "2026-12-04")
+    _ = keyed | DeduplicatePartitions(str(tmp_path), "run")
+    result = pipeline.run()
+    result.wait_until_finish()
+    counters = {
+        item.key.metric.name: item.committed
+        for item in result.metrics().query()["counters"]
+    }
+    assert counters["events_written_security"] == 2
+    assert counters["duplicates_dropped"] == 1

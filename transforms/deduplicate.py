@@ -379,6 +379,10 @@ class _DropRepeats(beam.DoFn):
             self._repeated.inc(repeated + already_stored)
         category = partition.split("/", 1)[0].split("=", 1)[1]
         written = kept.num_rows if kept is not None else 0
+        if written:
+            Metrics.counter(METRICS_NAMESPACE, f"events_written_{category}").inc(
+                written
+            )
         stats = {
             "events_written": {category: written},
             "duplicates_dropped": repeated + already_stored,
