@@ -232,6 +232,19 @@ class KeyByPartition(beam.PTransform):
         return (keyed_events, keyed_letters) | "MergeKeyedBatches" >> beam.Flatten()
 
 
+def partition_category(partition: str) -> str:
+    """Return the category of an event folder `category=<c>/event_date=<d>`."""
+    return partition.split("/", 1)[0].split("=", 1)[1]
+
+
+def count_dead_letters(tables: list[pa.Table]) -> dict[str, int]:
+    """Count dead-letter rows by their `error` code."""
+    codes = pc.value_counts(
+        pa.chunked_array([table.column("error") for table in tables])
+    ).to_pylist()
+    return {item["values"]: item["counts"] for item in codes}
+
+
 def run_file_prefix(run_id: str) -> str:
     """Return the name prefix of the Parquet files that one run writes."""
     return f"part-{run_id}-"
@@ -365,11 +378,8 @@ class _DropRepeats(beam.DoFn):
             # whole `raw` line, so a flood of long rejected lines (up to
             # --max_line_bytes each) is held in memory together.
             tables = [decode_rows(blob) for blob in blobs]
-            codes = pc.value_counts(
-                pa.chunked_array([t.column("error") for t in tables])
-            ).to_pylist()
-            letters = {item["values"]: item["counts"] for item in codes}
-            yield (partition, shard), tables, {"dead_letters": letters}
+            stats = {"dead_letters": count_dead_letters(tables)}
+            yield (partition, shard), tables, stats
             return
         stored = stored_event_ids(
             FileSystems.join(self._output, partition), self._run_id
@@ -377,7 +387,7 @@ class _DropRepeats(beam.DoFn):
         kept, repeated, already_stored = drop_repeated_blobs(blobs, stored)
         if repeated or already_stored:
             self._repeated.inc(repeated + already_stored)
-        category = partition.split("/", 1)[0].split("=", 1)[1]
+        category = partition_category(partition)
         written = kept.num_rows if kept is not None else 0
         if written:
             Metrics.counter(METRICS_NAMESPACE, f"events_written_{category}").inc(

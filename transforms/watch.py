@@ -41,14 +41,19 @@ from transforms.deduplicate import (
     DEAD_LETTER_PREFIX,
     KeyByPartition,
     PartitionKey,
+    count_dead_letters,
     decode_rows,
-    drop_repeated_events,
-    run_file_prefix,
+    drop_repeated_blobs,
+    partition_category,
     stored_event_ids,
 )
 from transforms.read import InputFile, is_hidden
 from transforms.schema import DEAD_LETTER_SCHEMA, EVENT_SCHEMA, TIMESTAMP
-from transforms.write import DEFAULT_COMPRESSION, write_table_atomically
+from transforms.write import (
+    DEFAULT_COMPRESSION,
+    part_file_path,
+    write_table_atomically,
+)
 
 _MICROS = 1_000_000
 
@@ -322,8 +327,7 @@ class _DeduplicateAndWritePane(beam.DoFn):
         self._moved = Metrics.counter(METRICS_NAMESPACE, "late_events_moved")
 
     def _write(self, table: pa.Table, partition: str, shard: int, pane_id: str) -> str:
-        name = f"{run_file_prefix(pane_id)}{shard:04d}.parquet"
-        path = FileSystems.join(self._output, partition, name)
+        path = part_file_path(self._output, partition, pane_id, shard)
         write_table_atomically(table, path, self._compression)
         self._files.inc()
         self._rows.inc(table.num_rows)
@@ -337,16 +341,15 @@ class _DeduplicateAndWritePane(beam.DoFn):
     ) -> Iterator[dict[str, Any]]:
         (partition, shard), blobs = element
         pane_id = pane_run_id(self._job_id, window.start.micros, pane.index)
-        tables = [decode_rows(blob) for blob in blobs]
         stats: dict[str, Any] = {
             "window_start": window.start.micros,
             "pane": pane.index,
         }
 
         if partition.startswith(DEAD_LETTER_PREFIX + "/"):
+            tables = [decode_rows(blob) for blob in blobs]
             table = pa.concat_tables(tables).cast(DEAD_LETTER_SCHEMA)
-            codes = pc.value_counts(table.column("error")).to_pylist()
-            stats["dead_letters"] = {item["values"]: item["counts"] for item in codes}
+            stats["dead_letters"] = count_dead_letters([table])
             stats["files_written"] = [self._write(table, partition, shard, pane_id)]
             yield stats
             return
@@ -357,10 +360,11 @@ class _DeduplicateAndWritePane(beam.DoFn):
         # same time on different workers do not see each other's files, so a
         # copy moved to a later window can then be stored twice.
         stored = stored_event_ids(FileSystems.join(self._output, partition), pane_id)
-        kept, repeated, already_stored = drop_repeated_events(tables, stored)
+        # The same bounded-memory dedup as the batch job's DeduplicatePartitions.
+        kept, repeated, already_stored = drop_repeated_blobs(blobs, stored)
         if repeated or already_stored:
             self._repeated.inc(repeated + already_stored)
-        category = partition.split("/", 1)[0].split("=", 1)[1]
+        category = partition_category(partition)
         stats["events_written"] = {category: kept.num_rows}
         stats["duplicates_dropped"] = repeated + already_stored
         stats["duplicates_already_stored"] = already_stored

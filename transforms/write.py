@@ -75,6 +75,12 @@ def write_table_atomically(
         handle.write(data)
 
 
+def part_file_path(output: str, partition: str, run_id: str, shard: int) -> str:
+    """Return the final path of one run's Parquet file in one partition shard."""
+    name = f"{run_file_prefix(run_id)}{shard:04d}.parquet"
+    return FileSystems.join(output, partition, name)
+
+
 class _WritePartition(beam.DoFn):
     def __init__(self, output: str, run_id: str, compression: str) -> None:
         self._output = output
@@ -97,8 +103,7 @@ class _WritePartition(beam.DoFn):
         tables = [table for table in tables if table.num_rows]
         if tables:
             table = pa.concat_tables(tables).cast(schema)
-            name = f"{run_file_prefix(self._run_id)}{shard:04d}.parquet"
-            path = FileSystems.join(self._output, partition, name)
+            path = part_file_path(self._output, partition, self._run_id, shard)
             write_table_atomically(table, path, self._compression)
             self._files.inc()
             self._rows.inc(table.num_rows)
