@@ -145,7 +145,7 @@ def run_stages(
     """Run every stage batch by batch; returns seconds per stage and lines read.
 
     Like the pipeline, it keeps one batch of records at a time, so the cost
-    of Python's garbage collector is the one a worker sees.
+    of Python's garbage collector matches that of a worker.
     """
     relax_garbage_collector()
     watch = _Stopwatch(profile_stage)

@@ -3,8 +3,9 @@
     python -m pipeline --input 'sample_data/**' --output out/
 
 Exit status 0 means every input line was accounted for. 1 means the books do
-not balance, 2 that the run failed or an input pattern failed to list or
-matched no file; a line on stderr that starts with `kav-pipeline:` gives the reason.
+not balance. 2 means that the run failed, or that an input pattern failed to
+list or matched no file. A line on stderr that starts with `kav-pipeline:`
+gives the reason.
 """
 
 from __future__ import annotations

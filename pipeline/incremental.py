@@ -222,6 +222,6 @@ def run_incremental(settings: Settings, report_idle: bool = True) -> int:
         compact_state(settings.output, settings.run_id)
     except Exception as error:  # noqa: BLE001 - reported as the exit status
         return _fail(settings, error)
-    # The objects of the patterns that could be listed are recorded; a pattern
-    # that failed to list still fails the run, so a scheduler sees it.
+    # The objects of the patterns that could be listed are recorded. A pattern
+    # that failed to list still fails the run, so that a scheduler reports it.
     return EXIT_FAILED if failed else 0

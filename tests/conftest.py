@@ -10,8 +10,9 @@ os.environ.setdefault("NO_GCE_CHECK", "true")
 os.environ.setdefault("GCE_METADATA_HOST", "127.0.0.1:1")
 os.environ.setdefault("GCE_METADATA_IP", "127.0.0.1:1")
 
-# CI runs each property test on the same examples every time, so a landing
-# does not depend on luck; local runs draw new examples and can find new bugs.
+# CI runs each property test on the same examples every time, so that a
+# landing does not depend on luck. Local runs draw new examples and can find
+# new bugs.
 settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI") == "true":
     settings.load_profile("ci")

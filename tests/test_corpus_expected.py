@@ -1,6 +1,6 @@
 """Every expected field of the real corpus holds after a full pipeline run.
 
-tests/data/corpus holds real KSC exports as FluentD writes them, and
+tests/data/corpus contains real KSC exports as FluentD writes them, and
 expected.jsonl lists, per file and line, output columns that must hold
 exactly (null meaning the column must be null).
 """

@@ -8,7 +8,7 @@ lines. A record starts as
      "raw": "2022-02-28T15:48:55+00:00\\tkav_logs.user.crit\\t{...}"}
 
 and each step adds the columns it computes. A batch has exactly one consumer
-in the pipeline, which owns it and may add keys to its records; no step
+in the pipeline, which owns it and may add keys to its records. No step
 keeps a reference to a batch that it has emitted.
 """
 

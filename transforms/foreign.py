@@ -3,9 +3,10 @@
 A bucket that FluentD fills from one syslog port often receives other
 devices' syslog too. A line is taken as a Kaspersky Security Center export
 when its structured data has an `event@<digits>` element with an `et`
-parameter, or when its APP-NAME is `PRODUCT|version` with a Kaspersky product
-code (`KES|11.0.0.0`, `KES|`; the codes are in `transforms/data/products.csv`)
-and its structured data is absent (a relay dropped it) or is such an element.
+parameter. It is one too when its APP-NAME is `PRODUCT|version` with a
+Kaspersky product code (`KES|11.0.0.0`, `KES|`, listed in
+`transforms/data/products.csv`) and its structured data is absent (a relay
+dropped it) or is such an element.
 A bare `@23668` is no evidence: a VMware line carries
 `[Originator@6876 opID="host-17@23668-2a"]`.
 

@@ -45,7 +45,7 @@ def _split_items(text: str) -> list[str]:
     """
     # NOTE: a path with a folder `r` followed by one whose name starts with `n`
     # (`C:\r\new`) contains the separator, and is split there like KSC's own
-    # item breaks, because the text carries nothing that tells them apart.
+    # item breaks, because nothing in the text distinguishes the two.
     items: list[str] = []
     for chunk in text.split(LITERAL_CRLF):
         # Real line-break characters only: `str.splitlines` would also split

@@ -82,7 +82,7 @@ def _gunzip_blocks(raw, block_bytes: int) -> Iterator[bytes]:
         if block:
             yield block
         if decompressor.eof:
-            # At the end of a member, unused_data holds every input byte after
+            # At the end of a member, unused_data contains every input byte after
             # it, and CPython may leave the same bytes in unconsumed_tail too,
             # so adding `pending` would read the next members twice.
             pending = decompressor.unused_data
