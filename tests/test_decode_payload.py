@@ -1,11 +1,19 @@
 """DecodePayload: syslog fields of the FluentD record, product, tag and id."""
 
+import hashlib
+
 import apache_beam as beam
+import orjson
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.beam_helpers import local_test_pipeline
 from transforms.decode_payload import (
+    EVENT_ID_VERSION,
+    PRI_KEYS,
+    SYSLOG_KEYS,
     DecodePayload,
     compute_event_id,
     decode_payload,
@@ -108,6 +116,73 @@ def test_event_id_depends_on_time():
 def test_event_id_depends_on_message():
     other = dict(RECORD, message="Result description: Deleted")
     assert compute_event_id(1, "t", RECORD) != compute_event_id(1, "t", other)
+
+
+@pytest.mark.parametrize(
+    ("tag", "expected"),
+    [
+        ("kav_logs.user.crit", "e600dbeb99ee49ead449b2cf113b6bb9"),
+        (None, "bc8aed94ef452cca876cd55ffec260e6"),
+    ],
+)
+def test_event_id_pinned_values(tag, expected):
+    # Ids stored by earlier runs must match, so the hash never changes.
+    assert compute_event_id(1646063335_000000, tag, RECORD) == expected
+
+
+def _event_id_part_by_part(event_time, tag, record):
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (
+        EVENT_ID_VERSION,
+        (tag or "").encode(),
+        str(event_time).encode(),
+    ):
+        digest.update(part)
+        digest.update(b"\x1f")
+    digest.update(orjson.dumps(record, option=orjson.OPT_SORT_KEYS))
+    return digest.hexdigest()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+payloads = st.dictionaries(
+    st.sampled_from(SYSLOG_KEYS + PRI_KEYS) | st.text(max_size=8),
+    json_values,
+    max_size=8,
+)
+
+
+@settings(deadline=None)
+@given(
+    event_time=st.integers(-(2**62), 2**62),
+    tag=st.none() | st.text(max_size=20),
+    record=payloads,
+)
+def test_event_id_equals_part_hashes(event_time, tag, record):
+    assert compute_event_id(event_time, tag, record) == _event_id_part_by_part(
+        event_time, tag, record
+    )
+
+
+@settings(deadline=None)
+@given(payload=payloads)
+def test_decode_extra_fields_other_keys(payload):
+    record = _line_record(payload)
+    decode_payload(record)
+    expected = {
+        key: value
+        if value is None or isinstance(value, str)
+        else orjson.dumps(value).decode()
+        for key, value in payload.items()
+        if key not in SYSLOG_KEYS and key not in PRI_KEYS
+    }
+    assert record["extra_fields"] == (expected or None)
 
 
 def test_decode_transform_keeps_every_line():

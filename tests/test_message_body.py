@@ -22,6 +22,9 @@ from hypothesis import strategies as st
 from transforms.message_body import (
     LITERAL_CRLF,
     ParseMessageBody,
+    _parse_common_body,
+    _parse_items,
+    _split_items,
     parse_message,
     parse_message_body,
     split_item,
@@ -410,3 +413,27 @@ def test_sentence_before_key_split_off():
         ("", "Object not disinfected."),
         ("Reason", "object cannot be disinfected"),
     ]
+
+
+# Characters that steer the parser: the separator's parts, colons, spaces,
+# sentence ends, Unicode white space and a BOM. Tabs and real line breaks are
+# left out, because bodies with them take the general path.
+_COMMON_BODY_CHARS = "\\rn: .ab\x0b\x85\u2028\u3000\ufeff"
+
+
+@settings(deadline=None)
+@given(
+    text=st.one_of(
+        st.text(alphabet=_COMMON_BODY_CHARS, max_size=60),
+        st.text(alphabet=st.characters(blacklist_characters="\t\r\n"), max_size=60),
+    )
+)
+def test_common_body_path_matches_general(text: str) -> None:
+    assert _parse_common_body(text) == _parse_items(_split_items(text))
+
+
+@settings(deadline=None)
+@given(text=st.text(alphabet=_COMMON_BODY_CHARS + "\t\r\n", max_size=60))
+def test_body_with_tabs_matches_general(text: str) -> None:
+    stripped = text[1:] if text.startswith("\ufeff") else text
+    assert parse_message_body(text) == _parse_items(_split_items(stripped))

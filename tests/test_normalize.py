@@ -13,10 +13,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.beam_helpers import local_test_pipeline
+from transforms import tables
 from transforms.message_body import parse_message_body
 from transforms.normalize import (
     NORMALIZED_COLUMNS,
     Normalize,
+    _map_body_keys,
+    _read_body,
     canonical_body_fields,
     canonical_result,
     ipv4_text,
@@ -444,3 +447,30 @@ def test_body_result_wins_over_event_type():
 def test_pid_beyond_int64_is_none():
     record = {"message_fields": [("Process ID", "99999999999999999999999")]}
     assert normalize_event(record)["process_pid"] is None
+
+
+_BODY_KEYS = st.one_of(
+    st.sampled_from(sorted(tables.body_keys())),
+    st.sampled_from(["", "Result\\Description", "ОПИСАНИЕ РЕЗУЛЬТАТА", "Type"]),
+    st.text(max_size=12),
+)
+_BODY_ITEMS = st.lists(st.tuples(_BODY_KEYS, st.text(max_size=8)), max_size=80)
+
+
+@given(items=_BODY_ITEMS)
+def test_cached_body_mapping_matches_direct(items):
+    assert canonical_body_fields(items) == _map_body_keys(items)
+
+
+@given(items=_BODY_ITEMS)
+def test_keyless_values_in_body_order(items):
+    _fields, _language, keyless = _read_body(items)
+    assert list(keyless) == [value for key, value in items if not key]
+
+
+def test_body_fields_from_generator():
+    items = [("Result description", "Detected"), ("Type", "Virus")]
+    assert canonical_body_fields(iter(items)) == (
+        {"result_description": "Detected", "threat_type": "Virus"},
+        "en",
+    )

@@ -1,13 +1,20 @@
 """SplitLines: FluentD line forms, times and the dead letters of bad lines."""
 
 import apache_beam as beam
+import orjson
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.beam_helpers import local_test_pipeline
 from transforms.errors import LineRejected
 from transforms.split_lines import (
+    FluentdLine,
     SplitLines,
+    _default_line_parts,
+    _parse_fluentd_time,
+    _split_any_line,
     parse_epoch_time,
     parse_iso_time,
     split_fluentd_line,
@@ -209,3 +216,110 @@ def test_blank_first_line_is_empty_line():
     with pytest.raises(LineRejected) as caught:
         split_record(record)
     assert caught.value.code == "empty_line"
+
+
+# ---------------------------------------------------------------------------
+# Fast paths for out_file's default line shape and their general fallbacks
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2022-02-28T12:48:55-03:00", T_2022_02_28),
+        ("9999-12-31T23:59:59+00:00", 253402300799_000000),
+        ("0001-01-01T00:00:00+00:00", -62135596800_000000),
+        # The hour starts before year 1 in UTC, but the time itself does not.
+        ("0001-01-01T00:45:00+00:30", -62135596800_000000 + 15 * 60_000000),
+    ],
+)
+def test_default_shape_time_boundaries(text, expected):
+    assert split_fluentd_line(f"{text}\tt\t{{}}").event_time == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "9999-12-31T23:59:59-00:01",
+        "0001-01-01T00:59:59+01:00",
+        "2023-02-29T00:00:00+00:00",
+        "2022-02-28T15:60:00+00:00",
+        "2022-02-28T15:48:55+24:00",
+    ],
+)
+def test_default_shape_bad_time_rejected(text):
+    with pytest.raises(LineRejected) as caught:
+        split_fluentd_line(f"{text}\tt\t{{}}")
+    assert caught.value.code == "invalid_time"
+
+
+def _two_digits(low, high):
+    return st.integers(min_value=low, max_value=high).map("{:02d}".format)
+
+
+# Each field runs one step past its valid range, so that some times are invalid.
+default_shape_times = st.builds(
+    "{}-{}-{}T{}:{}:{}{}{}:{}".format,
+    st.integers(min_value=0, max_value=9999).map("{:04d}".format)
+    | st.sampled_from(["0001", "9999", "2024", "2100"]),
+    _two_digits(0, 13),
+    _two_digits(0, 32),
+    _two_digits(0, 24),
+    _two_digits(0, 60),
+    _two_digits(0, 60),
+    st.sampled_from("+-"),
+    _two_digits(0, 24),
+    _two_digits(0, 60),
+)
+
+
+def _general_time(text):
+    try:
+        return parse_iso_time(text)
+    except LineRejected:
+        return None
+
+
+@settings(deadline=None)
+@given(text=default_shape_times)
+def test_fast_time_agrees_with_general(text):
+    fast = _parse_fluentd_time(text)
+    general = _general_time(text)
+    if fast is not None:
+        assert general == (fast, True)
+    if general is None:
+        assert fast is None
+
+
+def _split_or_code(split, line):
+    try:
+        return split(line)
+    except LineRejected as error:
+        return error.code
+
+
+line_times = default_shape_times | st.sampled_from(
+    ["2022-02-28T15:48:55+00:00", "2022-02-28T15:48:55Z", "\ufeff2022-02-28T15:48"]
+)
+line_tags = st.sampled_from(["kav_logs.user.crit", " kav.user.warn ", "", "a\tb"])
+line_records = st.one_of(
+    st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3).map(
+        lambda record: orjson.dumps(record).decode()
+    ),
+    st.sampled_from(['{"host":"h"}', '{"host":', "[1]", '"x"', "", " {} "]),
+)
+
+
+@settings(deadline=None)
+@given(
+    time_text=line_times,
+    tag=line_tags,
+    record_text=line_records,
+    end=st.sampled_from(["", "\r", " ", "\t"]),
+)
+def test_fast_split_agrees_with_general(time_text, tag, record_text, end):
+    line = f"{time_text}\t{tag}\t{record_text}{end}"
+    fast = _default_line_parts(line)
+    general = _split_or_code(_split_any_line, line)
+    if fast is not None:
+        assert FluentdLine(*fast, ()) == general
+    assert _split_or_code(split_fluentd_line, line) == general

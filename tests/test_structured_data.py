@@ -23,11 +23,16 @@ from transforms.errors import StructuredDataError
 from transforms.structured_data import (
     ParseExtradata,
     SdElement,
+    _first_values,
+    _json_values,
+    _parse_by_characters,
+    _parse_single_element,
     decode_json_value,
     escape_param_value,
     parse_extradata,
     parse_structured_data,
     parse_structured_data_lenient,
+    select_kaspersky_element,
 )
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
@@ -658,6 +663,55 @@ def test_cut_element_keeps_complete_params(
     assert len(elements) == 1
     kept_params = list(elements[0].params)
     assert kept_params == params[: len(kept_params)]
+
+
+# Raw PARAM-VALUE text as sent: backslashes may or may not form escapes, and
+# a stray `"` makes the element invalid.
+raw_values = st.text(alphabet='ab\\"] ={[\t\x00\x01é', max_size=12) | st.sampled_from(
+    ["{}", " [1]", "\t{}", "\u3000[]", '{\\"a\\":[2]}', "[\\]", "\\[]", "{"]
+)
+element_texts = st.builds(
+    lambda sd_id, params, tail: (
+        "["
+        + sd_id
+        + "".join(f'{" " * gap}{name}="{value}"' for gap, name, value in params)
+        + tail
+    ),
+    sd_names,
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=2), sd_names, raw_values),
+        max_size=5,
+    ),
+    st.sampled_from(["]", " ]", "  ]", "", "] ", "]]", '"]', "][x]"]),
+)
+
+
+def _parse_or_error(parse, text: str) -> object:
+    try:
+        return parse(text)
+    except StructuredDataError:
+        return StructuredDataError
+
+
+@settings(deadline=None)
+@given(text=element_texts | sd_like_text)
+def test_single_element_path_agrees(text: str) -> None:
+    single = _parse_single_element(text)
+    by_characters = _parse_or_error(_parse_by_characters, text)
+    if single is not None:
+        assert [single] == by_characters
+    if text.strip(" \t\r\n") != "-":
+        assert _parse_or_error(parse_structured_data, text) == by_characters
+
+
+@settings(deadline=None)
+@given(text=element_texts | sd_like_text)
+def test_json_values_skip_agrees(text: str) -> None:
+    record = {"_extradata": text, "parse_issues": []}
+    parse_extradata(record)
+    element = select_kaspersky_element(record["_sd_elements"])
+    expected = _json_values(_first_values(element)) if element is not None else {}
+    assert record["_sd_json"] == expected
 
 
 def test_beam_parse_extradata_transform() -> None:

@@ -16,6 +16,7 @@ of the record, and computes the event id.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any
 
@@ -85,15 +86,38 @@ def compute_event_id(event_time: int, tag: str | None, record: dict[str, Any]) -
     a chunk that FluentD uploads twice gives the same ids. Two events that
     are identical in every field within the same second share an id.
     """
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(EVENT_ID_VERSION)
-    digest.update(b"\x1f")
-    digest.update((tag or "").encode())
-    digest.update(b"\x1f")
-    digest.update(str(event_time).encode())
-    digest.update(b"\x1f")
-    digest.update(orjson.dumps(record, option=orjson.OPT_SORT_KEYS))
-    return digest.hexdigest()
+    # One update of the joined parts hashes the same bytes as one update per
+    # part, with fewer calls.
+    content = b"\x1f".join(
+        (
+            EVENT_ID_VERSION,
+            (tag or "").encode(),
+            str(event_time).encode(),
+            orjson.dumps(record, option=orjson.OPT_SORT_KEYS),
+        )
+    )
+    return hashlib.blake2b(content, digest_size=16).hexdigest()
+
+
+# Tags and idents repeat on nearly every line, so their splits are cached.
+_split_ident_cached = functools.lru_cache(maxsize=256)(split_ident)
+_split_tag_cached = functools.lru_cache(maxsize=256)(split_tag)
+_KNOWN_KEYS = frozenset(SYSLOG_KEYS + PRI_KEYS)
+
+
+_TEXT_TYPES = frozenset((str, type(None)))
+
+
+def _syslog_texts(payload: dict[str, Any], issues: list[str]) -> list[str | None]:
+    """Return the SYSLOG_KEYS values as text, flagging each one that is not."""
+    texts = list(map(payload.get, SYSLOG_KEYS))
+    if _TEXT_TYPES.issuperset(map(type, texts)):
+        return texts
+    for index, value in enumerate(texts):
+        if value is not None and not isinstance(value, str):
+            issues.append(f"{SYSLOG_KEYS[index]}_not_text")
+            texts[index] = _text(value)
+    return texts
 
 
 def decode_payload(record: Record) -> None:
@@ -101,21 +125,16 @@ def decode_payload(record: Record) -> None:
     payload: dict[str, Any] = record["_record"]
     issues = record.setdefault("parse_issues", [])
 
-    fields = {}
-    for key in SYSLOG_KEYS:
-        value = payload.get(key)
-        if value is not None and not isinstance(value, str):
-            issues.append(f"{key}_not_text")
-        fields[key] = _text(value)
+    host, ident, _pid, msgid, extradata, message = _syslog_texts(payload, issues)
+    record["host"] = _nil(host)
+    record["product"], record["product_version"] = _split_ident_cached(ident)
+    record["_ident"] = ident
+    record["_msgid"] = _nil(msgid)
+    record["_extradata"] = _nil(extradata)
+    record["_message"] = message
 
-    record["host"] = _nil(fields["host"])
-    record["product"], record["product_version"] = split_ident(fields["ident"])
-    record["_ident"] = fields["ident"]
-    record["_msgid"] = _nil(fields["msgid"])
-    record["_extradata"] = _nil(fields["extradata"])
-    record["_message"] = fields["message"]
-
-    facility, severity = split_tag(record.get("fluentd_tag"))
+    tag = record.get("fluentd_tag")
+    facility, severity = _split_tag_cached(tag)
     if facility is None and isinstance(payload.get("facility"), str):
         facility = payload["facility"]
     if severity is None and isinstance(payload.get("severity"), str):
@@ -123,15 +142,15 @@ def decode_payload(record: Record) -> None:
     record["syslog_facility"] = facility
     record["syslog_severity"] = severity
 
-    extra = {
-        key: _text(value)
-        for key, value in payload.items()
-        if key not in SYSLOG_KEYS and key not in PRI_KEYS
-    }
-    record["extra_fields"] = extra or None
-    record["event_id"] = compute_event_id(
-        record["event_time"], record.get("fluentd_tag"), payload
-    )
+    extra = None
+    if not payload.keys() <= _KNOWN_KEYS:
+        extra = {
+            key: _text(value)
+            for key, value in payload.items()
+            if key not in _KNOWN_KEYS
+        }
+    record["extra_fields"] = extra
+    record["event_id"] = compute_event_id(record["event_time"], tag, payload)
 
 
 class DecodePayload(beam.PTransform):

@@ -91,8 +91,41 @@ def parse_message_body(text: str) -> list[tuple[str, str]]:
     """
     if text.startswith(BOM):
         text = text[1:]
+    if "\t" in text or "\r" in text or "\n" in text:
+        return _parse_items(_split_items(text))
+    return _parse_common_body(text)
+
+
+def _parse_common_body(text: str) -> list[tuple[str, str]]:
+    r"""Parse a body without tabs or real line breaks, the common form.
+
+    This fast path gives the same items as `_parse_items` and exists because
+    it splits each item with one `str.partition`. Without tabs, the first
+    `: ` is the first colon followed by a space or tab, and an item that
+    contains a colon is never blank.
+    """
     fields: list[tuple[str, str]] = []
-    for item in _split_items(text):
+    append = fields.append
+    for item in text.split(LITERAL_CRLF):
+        key, separator, value = item.partition(": ")
+        if not separator:
+            value = item.strip()
+            if value:
+                append(("", value))
+            continue
+        key = key.strip()
+        if ". " in key:
+            sentence_end = key.rfind(". ")
+            append(("", key[: sentence_end + 1]))
+            key = key[sentence_end + 2 :].strip()
+        append((key, value.lstrip(" ").rstrip()))
+    return fields
+
+
+def _parse_items(items: list[str]) -> list[tuple[str, str]]:
+    """Parse the items of any body, skipping blank ones."""
+    fields: list[tuple[str, str]] = []
+    for item in items:
         if not item.strip():
             continue
         key, value = split_item(item)

@@ -27,7 +27,7 @@ import functools
 import ipaddress
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -83,6 +83,9 @@ _UNSIGNED_INT = re.compile(r"^\d{1,10}$")
 # exports use a few hundred of each, and the bound keeps memory flat when an
 # input contains many distinct ones.
 _LOOKUP_CACHE_SIZE = 8192
+# Bodies with more items than this are mapped without the key-sequence cache,
+# so one cache entry stays small.
+_CACHED_BODY_ITEMS = 64
 
 
 @functools.lru_cache(maxsize=_LOOKUP_CACHE_SIZE)
@@ -90,14 +93,21 @@ def _known_body_key(key: str) -> tables.BodyKey | None:
     return tables.body_keys().get(tables.normalize_key(key))
 
 
+# A sd_params.csv row ready to apply: parameter, column, conversion function
+# and whether the parameter wins over the body.
+_CompiledSdRule = tuple[str, str, Callable[[str, Record, str], Any], bool]
+
+
 @functools.lru_cache(maxsize=_LOOKUP_CACHE_SIZE)
-def _sd_rules_for(event_type: str) -> tuple[tables.SdParamRule, ...]:
+def _sd_rules_for(event_type: str) -> tuple[_CompiledSdRule, ...]:
     """Return the sd_params.csv rows that apply to an event type, in file order."""
     catalogued = tables.event_catalogue().lookup_id(event_type)
     if catalogued is not None and catalogued.event_type is not None:
         event_type = catalogued.event_type
     return tuple(
-        rule for rule in tables.sd_param_rules() if rule.applies_to(event_type)
+        (rule.param, rule.column, _conversion(rule.conversion), rule.wins == "sd")
+        for rule in tables.sd_param_rules()
+        if rule.applies_to(event_type)
     )
 
 
@@ -111,7 +121,43 @@ def canonical_body_fields(
     then to the language listed first in `tables.LANGUAGES`. The language is
     None when no key matched.
     """
-    fields: dict[str, str] = {}
+    fields, language, _keyless = _read_body(message_fields)
+    return fields, language
+
+
+def _read_body(
+    message_fields: Iterable[tuple[str, str]],
+) -> tuple[dict[str, str], str | None, Sequence[str]]:
+    """Return `canonical_body_fields` and the values of the items without a key."""
+    if not isinstance(message_fields, (list, tuple)):
+        message_fields = list(message_fields)
+    if len(message_fields) > _CACHED_BODY_ITEMS:
+        fields, language = _map_body_keys(message_fields)
+        return fields, language, [value for key, value in message_fields if not key]
+    # Events of one type repeat the same keys, so the mapping is computed once
+    # per key sequence and only the values are read per event.
+    plan, language, keyless = _body_plan(tuple([key for key, _value in message_fields]))
+    fields = {field: message_fields[index][1] for field, index in plan}
+    if not keyless:
+        return fields, language, ()
+    return fields, language, [message_fields[index][1] for index in keyless]
+
+
+@functools.lru_cache(maxsize=_LOOKUP_CACHE_SIZE)
+def _body_plan(
+    keys: tuple[str, ...],
+) -> tuple[tuple[tuple[str, int], ...], str | None, tuple[int, ...]]:
+    """Return (canonical field, item index) pairs, the language and the indexes
+    of the items without a key for a sequence of body keys."""
+    indexes, language = _map_body_keys([(key, index) for index, key in enumerate(keys)])
+    keyless = tuple(index for index, key in enumerate(keys) if not key)
+    return tuple(indexes.items()), language, keyless
+
+
+def _map_body_keys(
+    message_fields: Iterable[tuple[str, Any]],
+) -> tuple[dict[str, Any], str | None]:
+    fields: dict[str, Any] = {}
     votes: dict[str, int] = {}
     for key, value in message_fields:
         if not key:
@@ -147,6 +193,9 @@ def canonical_result(text: str | None) -> str | None:
     return result
 
 
+_cached_result = functools.lru_cache(maxsize=_LOOKUP_CACHE_SIZE)(canonical_result)
+
+
 def split_user(text: str | None) -> tuple[str | None, str | None, str | None]:
     """Split `DOMAIN\\name (Role)` into domain, name and role.
 
@@ -158,7 +207,8 @@ def split_user(text: str | None) -> tuple[str | None, str | None, str | None]:
         return None, None, None
     text = text.strip()
     role = None
-    match = _USER_ROLE.match(text)
+    # The text is stripped, so a role can only be present when it ends in ")".
+    match = _USER_ROLE.match(text) if text.endswith(")") else None
     if match is not None and match["user"]:
         text, role = match["user"], match["role"].strip()
     domain, separator, name = text.rpartition("\\")
@@ -198,10 +248,13 @@ def ipv4_text(value: str | None) -> str | None:
     value = value.strip()
     if not value:
         return None
-    if _UNSIGNED_INT.match(value) and int(value) <= 0xFFFFFFFF:
+    if "." not in value and _UNSIGNED_INT.match(value) and int(value) <= 0xFFFFFFFF:
         return str(ipaddress.IPv4Address(int(value)))
     return value
 
+
+# Host addresses repeat on every event of a host.
+_cached_ipv4_text = functools.lru_cache(maxsize=_LOOKUP_CACHE_SIZE)(ipv4_text)
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
@@ -251,29 +304,64 @@ def _json_value(record: Record, param: str) -> Any:
         return None
 
 
-def _convert(rule: tables.SdParamRule, value: str, record: Record) -> Any:
-    """Apply the conversion a sd_params.csv row names to a parameter value."""
-    conversion = rule.conversion
-    if conversion == "text":
-        return value.strip() or None
-    if conversion == "sha256":
-        return _hash(value, 64)
-    if conversion == "semicolon_sha256":
-        return _hash(value.rpartition(";")[2], 64)
-    if conversion == "json_md5":
-        decoded = _json_value(record, rule.param)
-        if isinstance(decoded, dict) and isinstance(decoded.get("md5"), str):
-            return _hash(decoded["md5"], 32)
-        return None
-    if conversion == "threat_type_code":
-        return tables.threat_types().get(value.strip())
-    if conversion == "ipv4_int":
-        return ipv4_text(value)
-    if conversion == "int":
-        return parse_int(value)
-    if conversion == "user":
-        return value.strip() or None
-    raise ValueError(f"unknown conversion {conversion!r} in sd_params.csv")
+# Conversions that sd_params.csv names, each called as (value, record, param).
+def _text_value(value: str, _record: Record, _param: str) -> str | None:
+    return value.strip() or None
+
+
+def _sha256_value(value: str, _record: Record, _param: str) -> str | None:
+    return _hash(value, 64)
+
+
+def _semicolon_sha256(value: str, _record: Record, _param: str) -> str | None:
+    return _hash(value.rpartition(";")[2], 64)
+
+
+def _json_md5(_value: str, record: Record, param: str) -> str | None:
+    decoded = _json_value(record, param)
+    if isinstance(decoded, dict) and isinstance(decoded.get("md5"), str):
+        return _hash(decoded["md5"], 32)
+    return None
+
+
+def _threat_type_code(value: str, _record: Record, _param: str) -> str | None:
+    return tables.threat_types().get(value.strip())
+
+
+def _ipv4_int(value: str, _record: Record, _param: str) -> str | None:
+    return ipv4_text(value)
+
+
+def _int_value(value: str, _record: Record, _param: str) -> int | None:
+    return parse_int(value)
+
+
+_CONVERSIONS: dict[str, Callable[[str, Record, str], Any]] = {
+    "text": _text_value,
+    "sha256": _sha256_value,
+    "semicolon_sha256": _semicolon_sha256,
+    "json_md5": _json_md5,
+    "threat_type_code": _threat_type_code,
+    "ipv4_int": _ipv4_int,
+    "int": _int_value,
+    "user": _text_value,
+}
+
+
+def _conversion(name: str) -> Callable[[str, Record, str], Any]:
+    """Return the function of a sd_params.csv conversion.
+
+    An unknown name gives a function that raises ValueError when a parameter
+    value reaches it.
+    """
+    conversion = _CONVERSIONS.get(name)
+    if conversion is not None:
+        return conversion
+
+    def unknown(_value: str, _record: Record, _param: str) -> Any:
+        raise ValueError(f"unknown conversion {name!r} in sd_params.csv")
+
+    return unknown
 
 
 def structured_values(
@@ -289,15 +377,15 @@ def structured_values(
     if not event_type:
         return winning, fallback
     sd_params = record.get("sd_params") or {}
-    for rule in _sd_rules_for(event_type):
-        value = sd_params.get(rule.param)
+    for param, column, conversion, sd_wins in _sd_rules_for(event_type):
+        value = sd_params.get(param)
         if value is None:
             continue
-        converted = _convert(rule, value, record)
+        converted = conversion(value, record, param)
         if converted is None:
             continue
-        target = winning if rule.wins == "sd" else fallback
-        target.setdefault(rule.column, converted)
+        target = winning if sd_wins else fallback
+        target.setdefault(column, converted)
     return winning, fallback
 
 
@@ -306,6 +394,11 @@ def _first(*values: Any) -> Any:
         if value is not None and value != "":
             return value
     return None
+
+
+def _present(value: Any) -> Any:
+    """Return `_first(value)`: the value, or None for an empty string."""
+    return None if value == "" else value
 
 
 def _process(body: dict[str, str]) -> tuple[str | None, str | None, int | None]:
@@ -329,6 +422,7 @@ def _process(body: dict[str, str]) -> tuple[str | None, str | None, int | None]:
     return name, join_path(path, name) if path else None, pid
 
 
+@functools.lru_cache(maxsize=_LOOKUP_CACHE_SIZE)
 def _event_result(event_type: str | None) -> str | None:
     """Return the outcome that an event type states by itself."""
     if event_type is None:
@@ -342,14 +436,13 @@ def _event_result(event_type: str | None) -> str | None:
     return result
 
 
-def _sentence_result(message_fields) -> str | None:
+def _sentence_result(keyless_values: Iterable[str]) -> str | None:
     """Map the first keyless sentence that names an outcome, such as
     `Object not disinfected.`, to the result vocabulary."""
-    for key, value in message_fields or ():
-        if not key:
-            result = canonical_result(value)
-            if result is not None:
-                return result
+    for value in keyless_values:
+        result = _cached_result(value)
+        if result is not None:
+            return result
     return None
 
 
@@ -381,6 +474,7 @@ def _url_domain(url: str) -> str | None:
     return host.lower() if host else None
 
 
+@functools.lru_cache(maxsize=_LOOKUP_CACHE_SIZE)
 def _merge_user(
     sd_text: str | None, body_text: str | None
 ) -> tuple[str | None, str | None, str | None]:
@@ -404,26 +498,30 @@ def normalize_event(record: Record) -> dict[str, object]:
     every column of `NORMALIZED_COLUMNS`, None where the event has no value.
     """
     sd = record.get("sd_params") or {}
-    body, language = canonical_body_fields(record.get("message_fields") or ())
-    event_type = _first(sd.get("et"), record.get("_msgid"))
+    body, language, keyless_values = _read_body(record.get("message_fields") or ())
+    body_get = body.get
+    # Parameters and body values are strings, so `a or b or None` is `_first`
+    # for them. Converted parameters in sd_win may be integers and use `_first`.
+    event_type = sd.get("et") or record.get("_msgid") or None
     sd_win, sd_fallback = structured_values(event_type, record)
     process_name, process_path, process_pid = _process(body)
 
-    body_threat_name = body.get("threat_name")
+    body_threat_name = body_get("threat_name")
     # NOTE: a plain `Name` item that is not the process is taken as the threat
     # name. That is right for detection and network attack bodies, but a general
     # event that names something else in `Name` also fills threat_name.
-    if body_threat_name is None and process_name != body.get("name"):
-        body_threat_name = body.get("name")
+    if body_threat_name is None and process_name != body_get("name"):
+        body_threat_name = body_get("name")
 
-    result_description = _first(body.get("result_description"), body.get("result"))
+    body_result_description = body_get("result_description")
+    body_result = body_get("result")
     result = (
-        canonical_result(body.get("result_description"))
-        or canonical_result(body.get("result"))
-        or _sentence_result(record.get("message_fields"))
+        _cached_result(body_result_description)
+        or _cached_result(body_result)
+        or _sentence_result(keyless_values)
         or _event_result(event_type)
     )
-    detected_type, detected_name = _split_object_detected(body.get("object_detected"))
+    detected_type, detected_name = _split_object_detected(body_get("object_detected"))
     if body_threat_name is None:
         body_threat_name = detected_name
 
@@ -431,33 +529,38 @@ def normalize_event(record: Record) -> dict[str, object]:
     url = object_path if object_path and _URL.match(object_path) else None
 
     user_domain, user_name, user_role = _merge_user(
-        sd_win.get("user"), body.get("user")
+        sd_win.get("user"), body_get("user")
     )
+    # The body hashes are read only when the parameters give none.
+    file_sha256 = sd_win.get("file_sha256")
+    if file_sha256 is None or file_sha256 == "":
+        file_sha256 = _hash(body_get("file_sha256"), 64)
+    file_md5 = sd_win.get("file_md5")
+    if file_md5 is None or file_md5 == "":
+        file_md5 = _hash(body_get("file_md5"), 32)
 
     return {
         "event_type": event_type,
-        "event_type_name": _first(sd.get("etdn"), body.get("event_type_name")),
-        "component": _first(sd.get("tdn"), body.get("component")),
-        "host_name": _first(sd.get("hdn")),
-        "host_ip": ipv4_text(sd.get("hip")),
-        "group_name": _first(sd.get("gn")),
-        "ksc_server": _first(sd.get("kscfqdn")),
+        "event_type_name": sd.get("etdn") or body_get("event_type_name") or None,
+        "component": sd.get("tdn") or body_get("component") or None,
+        "host_name": sd.get("hdn") or None,
+        "host_ip": _cached_ipv4_text(sd.get("hip")),
+        "group_name": sd.get("gn") or None,
+        "ksc_server": sd.get("kscfqdn") or None,
         "threat_name": _first(sd_win.get("threat_name"), body_threat_name),
         "threat_type": _first(
             sd_win.get("threat_type"),
-            body.get("threat_type"),
+            body_get("threat_type"),
             detected_type,
             sd_fallback.get("threat_type"),
         ),
         "result": result,
-        "result_description": result_description,
-        "object_type": _first(body.get("object_type")),
-        "object_name": _first(sd_win.get("object_name"), body.get("object_name")),
+        "result_description": body_result_description or body_result or None,
+        "object_type": body_get("object_type") or None,
+        "object_name": _first(sd_win.get("object_name"), body_get("object_name")),
         "object_path": object_path,
-        "file_sha256": _first(
-            sd_win.get("file_sha256"), _hash(body.get("file_sha256"), 64)
-        ),
-        "file_md5": _first(sd_win.get("file_md5"), _hash(body.get("file_md5"), 32)),
+        "file_sha256": file_sha256,
+        "file_md5": file_md5,
         "url": url,
         "url_domain": _url_domain(url) if url else None,
         "process_name": process_name,
@@ -466,12 +569,12 @@ def normalize_event(record: Record) -> dict[str, object]:
         "user_domain": user_domain,
         "user_name": user_name,
         "user_role": user_role,
-        "network_protocol": _first(sd_win.get("network_protocol")),
-        "remote_ip": _first(sd_win.get("remote_ip")),
-        "local_ip": _first(sd_win.get("local_ip")),
-        "local_port": _first(sd_win.get("local_port")),
-        "reason": _first(body.get("reason")),
-        "bases_release_date": _first(body.get("bases_release_date")),
+        "network_protocol": _present(sd_win.get("network_protocol")),
+        "remote_ip": _present(sd_win.get("remote_ip")),
+        "local_ip": _present(sd_win.get("local_ip")),
+        "local_port": _present(sd_win.get("local_port")),
+        "reason": body_get("reason") or None,
+        "bases_release_date": body_get("bases_release_date") or None,
         "language": language,
     }
 
