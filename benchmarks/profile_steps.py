@@ -29,13 +29,7 @@ from benchmarks.synthetic import generate
 from transforms.batches import Batch, Record, relax_garbage_collector
 from transforms.classify import classify_step
 from transforms.decode_payload import decode_payload
-from transforms.deduplicate import (
-    decode_rows,
-    drop_repeated_events,
-    encode_rows,
-    event_partition,
-    shard_of,
-)
+from transforms.deduplicate import drop_repeated_blobs, key_events
 from transforms.errors import LineRejected
 from transforms.foreign import reject_foreign
 from transforms.message_body import parse_message
@@ -94,21 +88,16 @@ def apply_record_step(batch: Batch, step: Callable[[Record], None]) -> Batch:
 
 
 def key_and_encode(batch: Batch, shards: int) -> list[tuple[Any, bytes]]:
-    """Group a batch by partition and shard and encode each group."""
-    groups: dict[Any, Batch] = defaultdict(list)
-    for record in batch:
-        partition = event_partition(record["category"], record["event_time"])
-        groups[(partition, shard_of(record["event_id"], shards))].append(record)
-    return [(key, encode_rows(rows, EVENT_SCHEMA)) for key, rows in groups.items()]
+    """Group a batch by partition and shard and encode each group, as the
+    pipeline's KeyByPartition step does."""
+    return list(key_events(batch, shards, "profile", "1970-01-01"))
 
 
 def deduplicate_and_write(grouped: dict[Any, list[bytes]], out_dir: str) -> int:
     """Decode, deduplicate and write each key's rows; returns the rows written."""
     written = 0
     for (partition, shard), blobs in grouped.items():
-        kept, _repeated, _stored = drop_repeated_events(
-            [decode_rows(blob) for blob in blobs], set()
-        )
+        kept, _repeated, _stored = drop_repeated_blobs(blobs, set())
         if kept is None or not kept.num_rows:
             continue
         path = os.path.join(out_dir, partition, f"part-profile-{shard:04d}.parquet")

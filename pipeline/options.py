@@ -43,6 +43,7 @@ class Settings:
     poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS
     window_seconds: int = DEFAULT_WINDOW_SECONDS
     allowed_lateness: int = DEFAULT_ALLOWED_LATENESS_SECONDS
+    shuffle_dir: str | None = None
 
     @property
     def run_date(self) -> str:
@@ -122,6 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_COMPRESSION,
         choices=("zstd", "snappy", "gzip", "lz4", "none"),
         help="Parquet compression codec (default %(default)s)",
+    )
+    parser.add_argument(
+        "--shuffle_dir",
+        metavar="FOLDER",
+        help=(
+            "local folder for the DirectRunner's shuffle files, about 500 bytes per "
+            "event while the run lasts (default: the system's temporary folder)"
+        ),
     )
     parser.add_argument(
         "--run_id",
@@ -274,4 +283,5 @@ def parse_settings(argv: list[str], now: datetime.datetime | None = None) -> Set
         poll_interval=args.poll_interval,
         window_seconds=args.window_seconds,
         allowed_lateness=args.allowed_lateness,
+        shuffle_dir=args.shuffle_dir,
     )

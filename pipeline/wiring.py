@@ -12,11 +12,20 @@ summary under `_runs/`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    PipelineOptions,
+    StandardOptions,
+)
 
 from pipeline.options import Settings
 from pipeline.summary import MergeStats, finish_summary
@@ -71,6 +80,49 @@ class WriteRunSummary(beam.PTransform):
         )
 
 
+def direct_workers(options: PipelineOptions) -> int:
+    """Return how many processes or threads the DirectRunner runs bundles on.
+
+    It is 1 for in_memory mode and for other runners, which balance work
+    themselves.
+    """
+    direct = options.view_as(DirectOptions)
+    if direct.direct_running_mode not in ("multi_processing", "multi_threading"):
+        return 1
+    return direct.direct_num_workers or os.cpu_count() or 1
+
+
+def runs_locally(options: PipelineOptions) -> bool:
+    """Tell whether the pipeline runs on the DirectRunner, in this machine."""
+    runner = options.view_as(StandardOptions).runner
+    return runner is None or "direct" in str(runner).lower()
+
+
+@contextlib.contextmanager
+def local_shuffle_folder(
+    options: PipelineOptions, settings: Settings
+) -> Iterator[str | None]:
+    """Make a temporary folder for the shuffle of a DirectRunner run.
+
+    Yields None on other runners, whose shuffle service keeps data on their
+    workers' disks. The folder lies under `--shuffle_dir` (by default the
+    system's temporary folder) and is removed when the run ends, however it
+    ends.
+    """
+    if not runs_locally(options):
+        yield None
+        return
+    # NOTE: a run that is killed (SIGKILL) leaves its folder behind; the
+    # name starts with kav-shuffle- and the run id.
+    folder = tempfile.mkdtemp(
+        prefix=f"kav-shuffle-{settings.run_id}-", dir=settings.shuffle_dir
+    )
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _match_stats(report: dict[str, Any]) -> dict[str, Any]:
     return {"inputs": [report]}
 
@@ -97,16 +149,22 @@ def build_pipeline(
     pipeline: beam.Pipeline,
     settings: Settings,
     listed: tuple[Sequence[InputFile], Sequence[dict[str, Any]]] | None = None,
+    shuffle_folder: str | None = None,
 ) -> beam.PCollection:
     """Add the batch job to `pipeline`; returns the PCollection of the summary.
 
     `listed` is (files, match reports) listed beforehand, as incremental runs
     do; the job then reads exactly those files instead of matching the inputs.
+    `shuffle_folder` is a local folder for the encoded batches that cross the
+    shuffle, from `local_shuffle_folder`.
     """
+    workers = direct_workers(pipeline.options)
     if listed is None:
-        files, matches = pipeline | "MatchInputs" >> MatchInputs(list(settings.inputs))
+        files, matches = pipeline | "MatchInputs" >> MatchInputs(
+            list(settings.inputs), workers
+        )
     else:
-        files, matches = pipeline | "ListedInputs" >> ListedInputs(*listed)
+        files, matches = pipeline | "ListedInputs" >> ListedInputs(*listed, workers)
     lines, read_dead, read_stats = files | "ReadLines" >> ReadLines(
         settings.batch_size, settings.max_line_bytes
     )
@@ -114,7 +172,10 @@ def build_pipeline(
     dead_letters = [read_dead, *parse_dead] | "MergeDeadLetters" >> beam.Flatten()
 
     keyed = (events, dead_letters) | "KeyByPartition" >> KeyByPartition(
-        settings.shards_per_partition, settings.run_id, settings.run_date
+        settings.shards_per_partition,
+        settings.run_id,
+        settings.run_date,
+        shuffle_folder,
     )
     partitions = keyed | "DeduplicatePartitions" >> DeduplicatePartitions(
         settings.output, settings.run_id

@@ -1,14 +1,18 @@
 """Deduplication: partition keys, repeated events and ids stored by earlier runs."""
 
 import hashlib
+import os
 
 import apache_beam as beam
 import pyarrow as pa
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.beam_helpers import local_test_pipeline
 from transforms.deduplicate import (
+    BlobSpill,
     DeduplicatePartitions,
     KeyByPartition,
     decode_rows,
@@ -16,6 +20,7 @@ from transforms.deduplicate import (
     encode_rows,
     event_date,
     event_partition,
+    load_blob,
     shard_of,
     stored_event_ids,
 )
@@ -116,6 +121,45 @@ def test_stored_ids_missing_folder_empty(tmp_path):
     assert stored_event_ids(str(tmp_path / "nothing"), "run") == set()
 
 
+def test_spilled_blobs_share_one_file(tmp_path):
+    spill = BlobSpill(str(tmp_path))
+    first, second = spill.store(b"first rows"), spill.store(b"second rows")
+    spill.close()
+    assert first[0] == second[0]
+    assert load_blob(first) == b"first rows"
+    assert load_blob(second) == b"second rows"
+
+
+def test_blob_without_folder_stays_bytes():
+    assert BlobSpill(None).store(b"encoded rows") == b"encoded rows"
+
+
+def test_truncated_spill_file_raises(tmp_path):
+    spill = BlobSpill(str(tmp_path))
+    path, offset, size = spill.store(b"encoded rows")
+    spill.close()
+    with open(path, "r+b") as handle:
+        handle.truncate(4)
+    with pytest.raises(OSError, match="ends before byte"):
+        load_blob((path, offset, size))
+
+
+def test_dedup_through_shuffle_folder(tmp_path):
+    folder = tmp_path / "shuffle"
+    folder.mkdir()
+    events = [[_event("a" * 32), _event("b" * 32)], [_event("a" * 32, line=2)]]
+    with local_test_pipeline() as pipeline:
+        batches = pipeline | "Events" >> beam.Create(events)
+        letters = pipeline | "Letters" >> beam.Create([])
+        keyed = (batches, letters) | KeyByPartition(
+            1, "run", "2026-12-04", shuffle_folder=str(folder)
+        )
+        deduped = keyed | DeduplicatePartitions(str(tmp_path / "out"), "run")
+        written = deduped | beam.Map(lambda item: item[2]["events_written"])
+        assert_that(written, equal_to([{"security": 2}]))
+    assert os.listdir(folder)
+
+
 def test_dedup_transform_counts_duplicates(tmp_path):
     events = [[_event("a" * 32), _event("b" * 32)], [_event("a" * 32, line=2)]]
     with local_test_pipeline() as pipeline:
@@ -191,3 +235,47 @@ def test_dedup_counts_beam_metrics(tmp_path):
     }
     assert counters["events_written_security"] == 2
     assert counters["duplicates_dropped"] == 1
+
+
+_COPY = st.tuples(
+    st.sampled_from(["a", "b", "c", "d"]),
+    st.sampled_from(["x.log", "y.log", "z.log"]),
+    st.integers(min_value=1, max_value=4),
+)
+
+
+@given(
+    st.lists(st.lists(_COPY, max_size=8), max_size=4),
+    st.sets(st.sampled_from(["a", "b", "c", "d"])),
+)
+def test_dedup_matches_first_copy_model(chunks, stored):
+    tables = [
+        decode_rows(
+            encode_rows(
+                [
+                    dict(_event(event_id, line=line), source_uri=uri)
+                    for event_id, uri, line in chunk
+                ],
+                EVENT_SCHEMA,
+            )
+        )
+        for chunk in chunks
+    ]
+    copies = [copy for chunk in chunks for copy in chunk]
+    first = {}
+    for copy in copies:
+        if copy[0] not in first or copy[1:] < first[copy[0]]:
+            first[copy[0]] = copy[1:]
+    expected = [
+        copy
+        for index, copy in enumerate(copies)
+        if copy[0] not in stored
+        and copy[1:] == first[copy[0]]
+        and copy not in copies[:index]
+    ]
+    kept, repeated, already_stored = drop_repeated_events(tables, stored)
+    columns = ["event_id", "source_uri", "source_line"]
+    kept_rows = [] if kept is None else kept.select(columns).to_pylist()
+    assert [tuple(row.values()) for row in kept_rows] == expected
+    assert repeated + already_stored == len(copies) - len(expected)
+    assert already_stored == sum(copy[0] in stored for copy in copies)

@@ -7,6 +7,8 @@ import apache_beam as beam
 import zstandard
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.beam_helpers import local_test_pipeline
 from transforms.read import (
@@ -16,7 +18,10 @@ from transforms.read import (
     InputFile,
     MatchInputs,
     ReadLines,
+    SpreadFiles,
     _ReadLines,
+    estimated_text_bytes,
+    order_for_workers,
 )
 
 LINES = [b"first line", b"second line", b"third line"]
@@ -184,3 +189,46 @@ def test_read_transform_in_pipeline(tmp_path):
         assert_that(dead, equal_to([]), label="Dead")
         counts = stats | "Count" >> beam.Map(lambda s: s["lines_read"])
         assert_that(counts, equal_to([3]), label="Stats")
+
+
+def test_files_ordered_for_two_workers():
+    files = [(f"{size}.log", size) for size in (4, 9, 6, 8, 5, 7)]
+    ordered = order_for_workers(files, 2)
+    assert [size for _, size in ordered] == [9, 8, 6, 7, 5, 4]
+
+
+def test_repeated_files_listed_once():
+    ordered = order_for_workers([("a.log", 3), ("a.log", 3), ("b.log", 1)], 2)
+    assert ordered == [("a.log", 3), ("b.log", 1)]
+
+
+def test_compressed_files_weigh_more():
+    assert estimated_text_bytes("s3://logs/a.log.gz", 10) > 10
+    assert estimated_text_bytes("s3://logs/a.log.zst", 10) > 10
+    assert estimated_text_bytes("s3://logs/a.log", 10) == 10
+
+
+@given(
+    st.lists(st.integers(min_value=1, max_value=10**6), max_size=60),
+    st.integers(min_value=1, max_value=4),
+)
+def test_dealt_files_balance_workers(sizes, workers):
+    files = [(f"{index}.log", size) for index, size in enumerate(sizes)]
+    ordered = order_for_workers(files, workers)
+    loads = [
+        sum(size for _, size in ordered[worker::workers]) for worker in range(workers)
+    ]
+    assert sorted(ordered) == sorted(files)
+    assert max(loads) - min(loads) <= max(sizes, default=0)
+
+
+def test_spread_files_keeps_every_file(tmp_path):
+    files = [(str(tmp_path / f"{index}.log"), index) for index in range(7)]
+    with local_test_pipeline() as pipeline:
+        spread = (
+            pipeline
+            | beam.Create(files + files[:2])
+            | SpreadFiles(workers=2)
+            | beam.Map(tuple)
+        )
+        assert_that(spread, equal_to(files))

@@ -19,6 +19,8 @@ from __future__ import annotations
 import datetime
 import logging
 import operator
+import os
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -30,16 +32,23 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from transforms.batches import INTERNAL_ERROR, METRICS_NAMESPACE, Batch, dead_letter
+from transforms.batches import (
+    INTERNAL_ERROR,
+    METRICS_NAMESPACE,
+    Batch,
+    BatchCoder,
+    dead_letter,
+)
 from transforms.schema import CATEGORIES, DEAD_LETTER_SCHEMA, EVENT_SCHEMA
 
 DEAD_LETTER_PREFIX = "_errors"
-# Keyed batches are Arrow IPC streams compressed as a whole with zstd. Arrow's
-# own IPC compression compresses each column buffer on its own, which for the
-# small groups of one batch (a few dozen rows in each of 50 columns) cost
-# three times more CPU than building the rows (benchmarks/profile_steps.py).
-_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression=None)
-_BLOB_CODEC = "zstd"
+# A keyed batch travels as one Arrow IPC stream compressed as a whole with
+# zstd, behind an 8-byte little-endian count of its uncompressed bytes.
+# Arrow's own IPC compression compresses each column buffer on its own,
+# which for the small groups of one batch (a few dozen rows in each of 50
+# columns) cost three times more CPU than building the rows.
+_BLOB_CODEC = pa.Codec("zstd", compression_level=1)
+_SIZE_BYTES = 8
 _EPOCH = datetime.date(1970, 1, 1)
 _MICROS_PER_DAY = 86_400_000_000
 
@@ -123,12 +132,11 @@ def _map_array(column, map_type: pa.MapType) -> pa.MapArray:
 def encode_batch(batch: pa.RecordBatch) -> bytes:
     """Encode a record batch as a zstd-compressed Arrow IPC stream."""
     sink = pa.BufferOutputStream()
-    with pa.CompressedOutputStream(sink, _BLOB_CODEC) as compressed:
-        with pa.ipc.new_stream(
-            compressed, batch.schema, options=_IPC_OPTIONS
-        ) as writer:
-            writer.write_batch(batch)
-    return sink.getvalue().to_pybytes()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    stream = sink.getvalue()
+    compressed = _BLOB_CODEC.compress(stream, asbytes=True)
+    return stream.size.to_bytes(_SIZE_BYTES, "little") + compressed
 
 
 def encode_rows(rows: Batch, schema: pa.Schema) -> bytes:
@@ -136,9 +144,64 @@ def encode_rows(rows: Batch, schema: pa.Schema) -> bytes:
     return encode_batch(rows_to_batch(rows, schema))
 
 
-def decode_rows(blob: bytes) -> pa.Table:
-    """Decode an Arrow IPC stream made by `encode_rows`."""
-    stream = pa.CompressedInputStream(pa.BufferReader(blob), _BLOB_CODEC)
+# A keyed batch as it crosses the shuffle: the encoded bytes themselves, or
+# on the DirectRunner (path, offset, size) of those bytes in a local file.
+Blob = bytes | tuple[str, int, int]
+
+
+class BlobSpill:
+    """Append encoded batches to one local file per bundle.
+
+    The DirectRunner holds everything that crosses a shuffle in its own
+    memory and copies it through one Python process. With a folder, the
+    shuffle moves (path, offset, size) references instead, and the bytes
+    wait in the folder. One file per bundle, because creating a file costs
+    far more than appending to one. Without a folder, `store` returns the
+    bytes unchanged.
+    """
+
+    def __init__(self, folder: str | None) -> None:
+        self._folder = folder
+        self._handle: Any = None
+        self._path = ""
+
+    def store(self, blob: bytes) -> Blob:
+        if self._folder is None:
+            return blob
+        if self._handle is None:
+            self._path = os.path.join(self._folder, f"{uuid.uuid4().hex}.blobs")
+            self._handle = open(self._path, "wb")  # noqa: SIM115 - closed in close()
+        offset = self._handle.tell()
+        self._handle.write(blob)
+        return (self._path, offset, len(blob))
+
+    def close(self) -> None:
+        """Flush and close the bundle's file; a later `store` opens a new one."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def load_blob(blob: Blob) -> bytes:
+    """Return the bytes of a blob that `BlobSpill.store` returned."""
+    if isinstance(blob, bytes):
+        return blob
+    path, offset, size = blob
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        data = handle.read(size)
+    if len(data) != size:
+        raise OSError(f"shuffle file {path} ends before byte {offset + size}")
+    return data
+
+
+def decode_rows(blob: Blob) -> pa.Table:
+    """Decode an Arrow IPC stream made by `encode_batch` or `encode_rows`."""
+    data = load_blob(blob)
+    size = int.from_bytes(data[:_SIZE_BYTES], "little")
+    stream = _BLOB_CODEC.decompress(
+        memoryview(data)[_SIZE_BYTES:], decompressed_size=size
+    )
     return pa.ipc.open_stream(stream).read_all()
 
 
@@ -146,88 +209,137 @@ def decode_rows(blob: bytes) -> pa.Table:
 _CONVERSION_ERRORS = (pa.ArrowException, OverflowError, TypeError, ValueError)
 
 
+def key_events(
+    batch: Batch, shards: int, run_id: str, run_date: str
+) -> Iterator[tuple[PartitionKey, bytes]]:
+    """Split a batch of events by partition and shard and encode each group.
+
+    An event that does not fit its Arrow column becomes a dead letter, keyed
+    by its date under `_errors/`.
+    """
+    groups: dict[PartitionKey, Batch] = defaultdict(list)
+    partitions: dict[tuple[str, int], str] = {}
+    for record in batch:
+        category, event_time = record["category"], record["event_time"]
+        day = (category, event_time // _MICROS_PER_DAY)
+        partition = partitions.get(day)
+        if partition is None:
+            partition = partitions[day] = event_partition(category, event_time)
+        groups[(partition, shard_of(record["event_id"], shards))].append(record)
+    # Rows in group order convert once, and each group is then a zero-copy
+    # slice of the converted batch.
+    ordered = [record for rows in groups.values() for record in rows]
+    try:
+        converted = rows_to_batch(ordered, EVENT_SCHEMA)
+    except _CONVERSION_ERRORS:
+        for key, rows in groups.items():
+            yield from _encode_each(key, rows, run_id, run_date)
+        return
+    start = 0
+    for key, rows in groups.items():
+        yield key, encode_batch(converted.slice(start, len(rows)))
+        start += len(rows)
+
+
+def _encode_each(
+    key: PartitionKey, rows: Batch, run_id: str, run_date: str
+) -> Iterator[tuple[PartitionKey, bytes]]:
+    """Encode rows one by one; a row that fails becomes a dead letter."""
+    kept: Batch = []
+    letters: dict[PartitionKey, Batch] = defaultdict(list)
+    for row in rows:
+        try:
+            encode_rows([row], EVENT_SCHEMA)
+        except _CONVERSION_ERRORS as error:
+            detail = f"converting the event to Arrow failed: {type(error).__name__}: "
+            letter = dead_letter(row, INTERNAL_ERROR, (detail + str(error))[:500])
+            letter["run_id"] = run_id
+            partition = dead_letter_partition(row.get("event_time"), run_date)
+            letters[(partition, 0)].append(letter)
+        else:
+            kept.append(row)
+    if kept:
+        yield key, encode_rows(kept, EVENT_SCHEMA)
+    for letter_key, letter_rows in letters.items():
+        yield letter_key, encode_rows(letter_rows, DEAD_LETTER_SCHEMA)
+
+
 class _KeyEvents(beam.DoFn):
-    def __init__(self, shards: int, run_id: str, run_date: str) -> None:
+    def __init__(
+        self, shards: int, run_id: str, run_date: str, folder: str | None
+    ) -> None:
         self._shards = shards
         self._run_id = run_id
         self._run_date = run_date
+        self._folder = folder
 
-    def process(self, batch: Batch) -> Iterator[tuple[PartitionKey, bytes]]:
-        groups: dict[PartitionKey, list[int]] = defaultdict(list)
-        shards = self._shards
-        for index, record in enumerate(batch):
-            partition = event_partition(record["category"], record["event_time"])
-            groups[(partition, shard_of(record["event_id"], shards))].append(index)
-        try:
-            # One conversion per batch; each group is then a cheap Arrow take.
-            converted = rows_to_batch(batch, EVENT_SCHEMA)
-        except _CONVERSION_ERRORS:
-            for key, indices in groups.items():
-                yield from self._encode_each(key, [batch[i] for i in indices])
-            return
-        if len(groups) == 1:
-            (key,) = groups
-            yield key, encode_batch(converted)
-            return
-        for key, indices in groups.items():
-            yield key, encode_batch(converted.take(pa.array(indices, pa.int32())))
+    def setup(self) -> None:
+        self._spill = BlobSpill(self._folder)
 
-    def _encode_each(
-        self, key: PartitionKey, rows: Batch
-    ) -> Iterator[tuple[PartitionKey, bytes]]:
-        """Encode rows one by one; a row that fails becomes a dead letter."""
-        kept: Batch = []
-        letters: dict[PartitionKey, Batch] = defaultdict(list)
-        for row in rows:
-            try:
-                encode_rows([row], EVENT_SCHEMA)
-            except _CONVERSION_ERRORS as error:
-                detail = (
-                    f"converting the event to Arrow failed: {type(error).__name__}: "
-                )
-                letter = dead_letter(row, INTERNAL_ERROR, (detail + str(error))[:500])
-                letter["run_id"] = self._run_id
-                partition = dead_letter_partition(row.get("event_time"), self._run_date)
-                letters[(partition, 0)].append(letter)
-            else:
-                kept.append(row)
-        if kept:
-            yield key, encode_rows(kept, EVENT_SCHEMA)
-        for letter_key, letter_rows in letters.items():
-            yield letter_key, encode_rows(letter_rows, DEAD_LETTER_SCHEMA)
+    def process(self, batch: Batch) -> Iterator[tuple[PartitionKey, Blob]]:
+        for key, blob in key_events(batch, self._shards, self._run_id, self._run_date):
+            yield key, self._spill.store(blob)
+
+    def finish_bundle(self) -> None:
+        self._spill.close()
+
+    def teardown(self) -> None:
+        self._spill.close()
 
 
 class _KeyDeadLetters(beam.DoFn):
-    def __init__(self, run_id: str, run_date: str) -> None:
+    def __init__(self, run_id: str, run_date: str, folder: str | None) -> None:
         self._run_id = run_id
         self._run_date = run_date
+        self._folder = folder
 
-    def process(self, batch: Batch) -> Iterator[tuple[PartitionKey, bytes]]:
+    def setup(self) -> None:
+        self._spill = BlobSpill(self._folder)
+
+    def process(self, batch: Batch) -> Iterator[tuple[PartitionKey, Blob]]:
         groups: dict[PartitionKey, Batch] = defaultdict(list)
         for letter in batch:
             letter["run_id"] = self._run_id
             partition = dead_letter_partition(letter.get("event_time"), self._run_date)
             groups[(partition, 0)].append(letter)
         for key, rows in groups.items():
-            yield key, encode_rows(rows, DEAD_LETTER_SCHEMA)
+            yield key, self._spill.store(encode_rows(rows, DEAD_LETTER_SCHEMA))
+
+    def finish_bundle(self) -> None:
+        self._spill.close()
+
+    def teardown(self) -> None:
+        self._spill.close()
 
 
 class KeyByPartition(beam.PTransform):
-    """Key event batches and dead-letter batches by output partition and shard."""
+    """Key event batches and dead-letter batches by output partition and shard.
 
-    def __init__(self, shards: int, run_id: str, run_date: str) -> None:
+    With `shuffle_folder` (a local folder, for the DirectRunner only) the
+    encoded batches are appended to files there (`BlobSpill`) and the
+    shuffle moves references to them.
+    """
+
+    def __init__(
+        self,
+        shards: int,
+        run_id: str,
+        run_date: str,
+        shuffle_folder: str | None = None,
+    ) -> None:
         super().__init__()
         self._shards = shards
         self._run_id = run_id
         self._run_date = run_date
+        self._folder = shuffle_folder
 
     def expand(self, inputs):
         events, dead_letters = inputs
         keyed_events = events | "KeyEventsByPartition" >> beam.ParDo(
-            _KeyEvents(self._shards, self._run_id, self._run_date)
+            _KeyEvents(self._shards, self._run_id, self._run_date, self._folder)
         )
         keyed_letters = dead_letters | "KeyDeadLettersByDate" >> beam.ParDo(
-            _KeyDeadLetters(self._run_id, self._run_date)
+            _KeyDeadLetters(self._run_id, self._run_date, self._folder)
         )
         return (keyed_events, keyed_letters) | "MergeKeyedBatches" >> beam.Flatten()
 
@@ -280,6 +392,8 @@ def drop_repeated_events(
 
     Of several copies, the one from the first file and line in sort order is
     kept, so reruns pick the same `source_uri` whatever order files arrive in.
+    Kept rows stay in input order.
+
     Returns the kept rows (None for no input), the count of copies repeated
     within the input, and the count of events that were already stored.
     """
@@ -288,36 +402,52 @@ def drop_repeated_events(
     table = pa.concat_tables(tables)
     if not table.num_rows:
         return table, 0, 0
-    ids = table.column("event_id").combine_chunks()
-    if pc.count_distinct(ids).as_py() == len(ids):
-        # No id repeats, so there is no copy to choose and no need to sort.
+    ids = table.column("event_id")
+    counts = pc.value_counts(ids)
+    repeating = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    if not len(repeating):
+        # No id repeats, so there is no copy to choose.
         unique = table
     else:
-        ordered = table.sort_by(
-            [
-                ("event_id", "ascending"),
-                ("source_uri", "ascending"),
-                ("source_line", "ascending"),
-            ]
-        )
-        ids = ordered.column("event_id").combine_chunks()
-        first = pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1))
-        is_first = pa.concat_arrays([pa.array([True]), first.fill_null(True)])
-        unique = ordered.filter(is_first)
+        unique = table.filter(_first_copies(table, pc.is_in(ids, repeating)))
     repeated = table.num_rows - unique.num_rows
     already_stored = 0
     if stored_ids:
-        known = pc.is_in(
-            unique.column("event_id"), value_set=pa.array(list(stored_ids))
-        )
+        stored = pa.array(list(stored_ids), pa.string())
+        known = pc.is_in(unique.column("event_id"), value_set=stored)
         already_stored = pc.sum(known).as_py() or 0
         # Every copy of a stored event counts as stored, not as repeated.
-        copies = pc.is_in(ids, value_set=pa.array(list(stored_ids)))
+        copies = pc.is_in(ids, value_set=stored)
         stored_copies = pc.sum(copies).as_py() or 0
         repeated -= stored_copies - already_stored
         already_stored = stored_copies
         unique = unique.filter(pc.invert(known))
     return unique, repeated, already_stored
+
+
+def _first_copies(table: pa.Table, repeats: pa.ChunkedArray) -> pa.Array:
+    """Return a mask of the rows to keep: every row whose id occurs once, and
+    of each repeated id the copy first in (source_uri, source_line) order.
+
+    Only the rows of repeated ids (about 1 % in FluentD output) are sorted,
+    and the kept rows stay in input order.
+    """
+    rows = pc.indices_nonzero(repeats)
+    copies = table.select(["event_id", "source_uri", "source_line"]).take(rows)
+    order = pc.sort_indices(
+        copies,
+        sort_keys=[
+            ("event_id", "ascending"),
+            ("source_uri", "ascending"),
+            ("source_line", "ascending"),
+        ],
+    )
+    sorted_ids = copies.column("event_id").take(order).combine_chunks()
+    first = pc.not_equal(sorted_ids.slice(1), sorted_ids.slice(0, len(sorted_ids) - 1))
+    is_first = pa.concat_arrays([pa.array([True]), first.fill_null(True)])
+    winners = rows.take(order.filter(is_first))
+    everything = pa.array(range(table.num_rows), pa.uint64())
+    return pc.or_(pc.invert(repeats), pc.is_in(everything, winners))
 
 
 # Decoded rows of one partition shard are reduced to one copy per event id
@@ -327,7 +457,7 @@ FOLD_BYTES = 128 * 1024 * 1024
 
 
 def drop_repeated_blobs(
-    blobs: Iterable[bytes], stored_ids: set[str]
+    blobs: Iterable[Blob], stored_ids: set[str]
 ) -> tuple[pa.Table | None, int, int]:
     """Decode Arrow IPC blobs and apply `drop_repeated_events` in bounded steps.
 
@@ -361,6 +491,33 @@ def drop_repeated_blobs(
     return (kept[0] if kept else None), repeated, already_stored
 
 
+class KeptPartition(tuple):
+    """Type hint of (partition key, kept Arrow tables, stats) elements.
+
+    It selects `KeptPartitionCoder`. Steps emit plain tuples.
+    """
+
+
+class KeptPartitionCoder(BatchCoder):
+    """Coder of kept partition tables with a size estimate that encodes nothing.
+
+    Beam estimates the size of sampled elements by encoding them with the
+    PCollection's coder, which for the default coder pickles every table of
+    a partition shard. Here the estimate is the tables' Arrow size; like
+    `BatchCoder`, it pickles where an element must cross a process.
+    """
+
+    def estimate_size(self, value: tuple) -> int:
+        _key, tables, _stats = value
+        return sum(table.nbytes for table in tables)
+
+    def to_type_hint(self):
+        return KeptPartition
+
+
+beam.coders.registry.register_coder(KeptPartition, KeptPartitionCoder)
+
+
 class _DropRepeats(beam.DoFn):
     def __init__(self, output: str, run_id: str) -> None:
         self._output = output
@@ -370,7 +527,7 @@ class _DropRepeats(beam.DoFn):
         self._repeated = Metrics.counter(METRICS_NAMESPACE, "duplicates_dropped")
 
     def process(
-        self, element: tuple[PartitionKey, Iterable[bytes]]
+        self, element: tuple[PartitionKey, Iterable[Blob]]
     ) -> Iterator[tuple[PartitionKey, list[pa.Table], dict[str, Any]]]:
         (partition, shard), blobs = element
         if partition.startswith(DEAD_LETTER_PREFIX + "/"):
@@ -417,5 +574,7 @@ class DeduplicatePartitions(beam.PTransform):
             keyed
             | "GroupByPartition" >> beam.GroupByKey()
             | "DropRepeatedEvents"
-            >> beam.ParDo(_DropRepeats(self._output, self._run_id))
+            >> beam.ParDo(_DropRepeats(self._output, self._run_id)).with_output_types(
+                KeptPartition
+            )
         )

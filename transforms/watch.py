@@ -47,7 +47,7 @@ from transforms.deduplicate import (
     partition_category,
     stored_event_ids,
 )
-from transforms.read import InputFile, is_hidden
+from transforms.read import InputFile, SpreadFiles, is_hidden
 from transforms.schema import DEAD_LETTER_SCHEMA, EVENT_SCHEMA, TIMESTAMP
 from transforms.write import (
     DEFAULT_COMPRESSION,
@@ -111,19 +111,22 @@ class ListedInputs(beam.PTransform):
     """
 
     def __init__(
-        self, files: Sequence[InputFile], reports: Sequence[dict[str, Any]]
+        self,
+        files: Sequence[InputFile],
+        reports: Sequence[dict[str, Any]],
+        workers: int = 1,
     ) -> None:
         super().__init__()
         self._files = [tuple(item) for item in files]
         self._reports = list(reports)
+        self._workers = workers
 
     def expand(self, pipeline: beam.pvalue.PBegin):
         files = (
             pipeline
             | "ListedFiles"
             >> beam.Create(self._files).with_output_types(tuple[str, int])
-            | "SpreadFiles" >> beam.Reshuffle()
-            | "AsInputFiles" >> beam.MapTuple(InputFile)
+            | "SpreadFiles" >> SpreadFiles(self._workers)
         )
         reports = pipeline | "ListedMatches" >> beam.Create(self._reports)
         return files, reports

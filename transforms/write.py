@@ -32,6 +32,24 @@ from transforms.schema import DEAD_LETTER_SCHEMA, EVENT_SCHEMA
 
 DEFAULT_COMPRESSION = "zstd"
 _ROW_GROUP_ROWS = 128 * 1024
+# Columns whose values are (nearly) all distinct. Dictionary encoding only
+# costs time on them before Parquet falls back to plain encoding, and
+# min/max statistics of whole lines help no query.
+_DISTINCT_COLUMNS = frozenset({"event_id", "raw"})
+_NO_STATISTICS_COLUMNS = frozenset({"raw"})
+
+
+def _parquet_options(table: pa.Table, compression: str) -> dict[str, Any]:
+    names = table.column_names
+    return {
+        "compression": compression,
+        "row_group_size": _ROW_GROUP_ROWS,
+        "use_dictionary": [name for name in names if name not in _DISTINCT_COLUMNS],
+        "write_statistics": [
+            name for name in names if name not in _NO_STATISTICS_COLUMNS
+        ],
+    }
+
 
 _LOG = logging.getLogger(__name__)
 
@@ -50,12 +68,7 @@ def write_table_atomically(
         os.makedirs(folder, exist_ok=True)
         temp_path = os.path.join(folder, f".{name}.inprogress")
         try:
-            pq.write_table(
-                table,
-                temp_path,
-                compression=compression,
-                row_group_size=_ROW_GROUP_ROWS,
-            )
+            pq.write_table(table, temp_path, **_parquet_options(table, compression))
             os.replace(temp_path, final_path)
         finally:
             if os.path.exists(temp_path):
@@ -65,7 +78,7 @@ def write_table_atomically(
     # closing Beam's upload stream completes the upload even after an error.
     # So the file is built in memory first, and a Parquet error leaves no object.
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression=compression, row_group_size=_ROW_GROUP_ROWS)
+    pq.write_table(table, sink, **_parquet_options(table, compression))
     data = sink.getvalue()
     # NOTE: if the upload of these bytes fails part-way, Beam 2.77 still closes
     # the stream. S3 then raises instead of completing, but Azure (which spools
@@ -102,7 +115,9 @@ class _WritePartition(beam.DoFn):
         )
         tables = [table for table in tables if table.num_rows]
         if tables:
-            table = pa.concat_tables(tables).cast(schema)
+            # One chunk per column writes faster than the many small chunks
+            # that the shuffled batches arrive in.
+            table = pa.concat_tables(tables).cast(schema).combine_chunks()
             path = part_file_path(self._output, partition, self._run_id, shard)
             write_table_atomically(table, path, self._compression)
             self._files.inc()
