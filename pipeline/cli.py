@@ -27,7 +27,11 @@ from apache_beam.options.pipeline_options import (
 from pipeline.options import Settings, parse_settings
 from pipeline.storage import redact
 from pipeline.summary import format_summary
-from pipeline.wiring import build_pipeline, local_shuffle_folder
+from pipeline.wiring import (
+    build_pipeline,
+    local_shuffle_folder,
+    remove_shuffle_folders,
+)
 from transforms.write import read_json, summary_path
 
 EXIT_UNBALANCED = 1
@@ -37,9 +41,40 @@ _LOG = logging.getLogger("pipeline")
 
 
 def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    first = text[0] if text else ""
-    return redact(f"{type(error).__name__}: {first}")[:500]
+    """Describe an error in one line.
+
+    A failure inside a Beam worker arrives as a RuntimeError whose text is
+    the worker's whole traceback; its last line names the cause.
+    """
+    lines = [line.strip() for line in str(error).strip().splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        text = ""
+    elif lines[0].startswith("Traceback (most recent call last)"):
+        text = lines[-1]
+    else:
+        text = lines[0]
+    return redact(f"{type(error).__name__}: {text}")[:500]
+
+
+def _stop_on_sigterm(run_id: str) -> None:
+    """Turn SIGTERM into an exit that removes the run's shuffle folder.
+
+    Schedulers, `systemctl stop` and `docker stop` end a job with SIGTERM,
+    whose default action skips every `finally` block.
+    """
+
+    def stop(signum: int, _frame: object) -> None:
+        _kill_descendants()
+        remove_shuffle_folders()
+        print(
+            f"kav-pipeline: run {run_id} stopped by signal {signum}",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def run_id_in_use(settings: Settings) -> bool:
@@ -86,6 +121,15 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def _kill_descendants() -> None:
+    """Kill every process this one started, such as Beam's SDK workers."""
+    for child in _descendants(os.getpid()):
+        try:
+            os.kill(child, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def fail_run_when_worker_dies(run_id: str) -> None:
     """End the process with EXIT_FAILED when a Beam worker subprocess dies.
 
@@ -100,11 +144,8 @@ def fail_run_when_worker_dies(run_id: str) -> None:
         if args.thread is None or args.thread.name != "run_worker":
             previous(args)
             return
-        for child in _descendants(os.getpid()):
-            try:
-                os.kill(child, signal.SIGKILL)
-            except OSError:
-                pass
+        _kill_descendants()
+        remove_shuffle_folders()
         print(
             f"kav-pipeline: run {run_id} failed: a worker process died: "
             f"{_one_line(args.exc_value)}",
@@ -162,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings.incremental:
         from pipeline.incremental import run_incremental
 
+        _stop_on_sigterm(settings.run_id)
         return run_incremental(settings)
     options = PipelineOptions(list(settings.beam_args))
     if options.view_as(TestOptions).dry_run:
@@ -181,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.output,
     )
     fail_run_when_worker_dies(settings.run_id)
+    _stop_on_sigterm(settings.run_id)
     try:
         with local_shuffle_folder(options, settings) as folder:
             with beam.Pipeline(options=options) as pipeline:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -126,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--shuffle_dir",
+        type=_writable_folder,
         metavar="FOLDER",
         help=(
             "local folder for the DirectRunner's shuffle files, about 500 bytes per "
@@ -185,6 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     return parser
+
+
+def _writable_folder(text: str) -> str:
+    folder = os.path.expanduser(text)
+    if not folder:
+        raise argparse.ArgumentTypeError("an empty path is not a folder")
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an existing folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a writable folder")
+    return folder
 
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")

@@ -122,6 +122,10 @@ def run_polling(
     """
     if run_cycle is None:
         run_cycle = functools.partial(run_incremental, report_idle=False)
+    # NOTE: with --direct_running_mode=multi_processing, Ctrl-C in a terminal
+    # also reaches Beam's worker processes, which share the process group, so
+    # the current cycle fails instead of finishing (it is read again by the
+    # next run). SIGINT or SIGTERM sent to the main process alone is clean.
     cycle = 0
     status = 0
     while not stop.is_set():

@@ -98,6 +98,18 @@ def runs_locally(options: PipelineOptions) -> bool:
     return runner is None or "direct" in str(runner).lower()
 
 
+# Shuffle folders of the runs in progress in this process, so that a process
+# that must end at once (a worker died, SIGTERM) can still remove them.
+_ACTIVE_SHUFFLE_FOLDERS: set[str] = set()
+
+
+def remove_shuffle_folders() -> None:
+    """Remove the shuffle folders of every run still in progress here."""
+    for folder in list(_ACTIVE_SHUFFLE_FOLDERS):
+        shutil.rmtree(folder, ignore_errors=True)
+        _ACTIVE_SHUFFLE_FOLDERS.discard(folder)
+
+
 @contextlib.contextmanager
 def local_shuffle_folder(
     options: PipelineOptions, settings: Settings
@@ -107,20 +119,23 @@ def local_shuffle_folder(
     Yields None on other runners, whose shuffle service keeps data on their
     workers' disks. The folder lies under `--shuffle_dir` (by default the
     system's temporary folder) and is removed when the run ends, however it
-    ends.
+    ends. Its name starts with `_`, so an input pattern that covers it skips
+    it like the job's other own files.
     """
     if not runs_locally(options):
         yield None
         return
     # NOTE: a run that is killed (SIGKILL) leaves its folder behind; the
-    # name starts with kav-shuffle- and the run id.
+    # name starts with _kav-shuffle- and the run id.
     folder = tempfile.mkdtemp(
-        prefix=f"kav-shuffle-{settings.run_id}-", dir=settings.shuffle_dir
+        prefix=f"_kav-shuffle-{settings.run_id}-", dir=settings.shuffle_dir
     )
+    _ACTIVE_SHUFFLE_FOLDERS.add(folder)
     try:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        _ACTIVE_SHUFFLE_FOLDERS.discard(folder)
 
 
 def _match_stats(report: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import sys
 import pyarrow.dataset as ds
 import pytest
 
+from pipeline.cli import _one_line
 from tests.beam_helpers import LOCAL_RUNNER_ARGS
 from transforms.schema import (
     DEAD_LETTER_PARTITIONING,
@@ -130,3 +131,18 @@ def test_sample_dead_letters_stored(sample_run):
 def test_sample_foreign_lines_rejected(sample_run):
     _, summary, _ = sample_run
     assert summary["dead_letters"]["not_kaspersky"] >= MANIFEST["foreign_lines"]
+
+
+def test_worker_traceback_gives_its_last_line():
+    error = RuntimeError(
+        "Traceback (most recent call last):\n"
+        '  File "transforms/deduplicate.py", line 90, in store\n'
+        "OSError: [Errno 28] No space left on device"
+    )
+    assert _one_line(error) == (
+        "RuntimeError: OSError: [Errno 28] No space left on device"
+    )
+
+
+def test_plain_error_gives_its_first_line():
+    assert _one_line(ValueError("bad value\nmore")) == "ValueError: bad value"

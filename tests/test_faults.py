@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import pathlib
+import signal
 import subprocess
 import sys
 import time
@@ -75,6 +76,7 @@ class FaultedRun:
     reference_ids: list[str]
     worker_pids: tuple[int, ...] = ()
     open_uploads: tuple[str, ...] = ()
+    shuffle_leftovers: tuple[str, ...] = ()
 
 
 def cli_command(*args: str) -> list[str]:
@@ -255,6 +257,7 @@ def local_final_files(output: pathlib.Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def killed_worker(inputs, undisturbed_ids, tmp_path_factory) -> FaultedRun:
     output = tmp_path_factory.mktemp("killed-out")
+    shuffle = tmp_path_factory.mktemp("killed-shuffle")
     run_id = "20261204T000000Z-killed00"
     process = subprocess.Popen(
         cli_command(
@@ -264,6 +267,8 @@ def killed_worker(inputs, undisturbed_ids, tmp_path_factory) -> FaultedRun:
             str(output),
             "--run_id",
             run_id,
+            "--shuffle_dir",
+            str(shuffle),
             *MULTI_PROCESSING_ARGS,
         ),
         cwd=REPO,
@@ -279,6 +284,7 @@ def killed_worker(inputs, undisturbed_ids, tmp_path_factory) -> FaultedRun:
         if process.poll() is None:
             process.kill()
     assert worker_pids, "no worker process was found to kill"
+    leftovers = tuple(path.name for path in shuffle.iterdir())
     final_files = local_final_files(output)
     rerun = run_cli("--input", str(inputs / "*.log"), "--output", str(output))
     rerun_ids = sorted(row["event_id"] for row in stored_events(output, ["event_id"]))
@@ -292,6 +298,7 @@ def killed_worker(inputs, undisturbed_ids, tmp_path_factory) -> FaultedRun:
         rerun_ids,
         undisturbed_ids,
         worker_pids,
+        shuffle_leftovers=leftovers,
     )
 
 
@@ -374,3 +381,53 @@ def test_worker_kill_stops_other_workers(killed_worker):
     assert len(killed_worker.worker_pids) == 2
     leftover = [pid for pid in killed_worker.worker_pids if psutil.pid_exists(pid)]
     assert leftover == []
+
+
+def test_killed_worker_removes_shuffle_folder(killed_worker):
+    assert killed_worker.shuffle_leftovers == ()
+
+
+@pytest.fixture(scope="module")
+def terminated_run(inputs, tmp_path_factory) -> tuple[int, str, list[str]]:
+    """Send SIGTERM to a run as soon as its shuffle folder exists."""
+    shuffle = tmp_path_factory.mktemp("terminated-shuffle")
+    output = tmp_path_factory.mktemp("terminated-out")
+    process = subprocess.Popen(
+        cli_command(
+            "--input",
+            str(inputs / "*.log"),
+            "--output",
+            str(output),
+            "--shuffle_dir",
+            str(shuffle),
+        ),
+        cwd=REPO,
+        env=CLI_ENV,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + FAULT_WAIT_S
+        while process.poll() is None and time.monotonic() < deadline:
+            if any(shuffle.iterdir()):
+                break
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, stderr, [path.name for path in shuffle.iterdir()]
+
+
+def test_sigterm_exits_with_signal_status(terminated_run):
+    assert terminated_run[0] == 128 + signal.SIGTERM
+
+
+def test_sigterm_names_the_signal(terminated_run):
+    assert "stopped by signal 15" in terminated_run[1]
+
+
+def test_sigterm_removes_shuffle_folder(terminated_run):
+    assert terminated_run[2] == []

@@ -6,7 +6,12 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.options import parse_settings
-from pipeline.wiring import direct_workers, local_shuffle_folder
+from pipeline.wiring import (
+    direct_workers,
+    local_shuffle_folder,
+    remove_shuffle_folders,
+)
+from transforms.read import is_hidden
 
 
 def _settings(tmp_path, *extra):
@@ -54,3 +59,41 @@ def test_zero_workers_means_every_core():
         ["--direct_running_mode=multi_processing", "--direct_num_workers=0"]
     )
     assert direct_workers(options) == (os.cpu_count() or 1)
+
+
+def test_missing_shuffle_dir_rejected(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _settings(tmp_path, "--shuffle_dir", str(tmp_path / "missing"))
+    assert "is not an existing folder" in capsys.readouterr().err
+
+
+def test_file_as_shuffle_dir_rejected(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(SystemExit):
+        _settings(tmp_path, "--shuffle_dir", str(tmp_path / "a-file"))
+    assert "is not an existing folder" in capsys.readouterr().err
+
+
+def test_empty_shuffle_dir_rejected(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _settings(tmp_path, "--shuffle_dir", "")
+    assert "an empty path is not a folder" in capsys.readouterr().err
+
+
+def test_shuffle_dir_expands_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    settings = _settings(tmp_path, "--shuffle_dir", "~")
+    assert settings.shuffle_dir == str(tmp_path)
+
+
+def test_shuffle_folder_name_is_hidden_from_inputs(tmp_path):
+    settings = _settings(tmp_path, "--shuffle_dir", str(tmp_path))
+    with local_shuffle_folder(PipelineOptions([]), settings) as folder:
+        assert is_hidden(folder + "/part.blobs", str(tmp_path) + "/**")
+
+
+def test_remove_shuffle_folders_clears_active(tmp_path):
+    settings = _settings(tmp_path, "--shuffle_dir", str(tmp_path))
+    with local_shuffle_folder(PipelineOptions([]), settings) as folder:
+        remove_shuffle_folders()
+        assert not os.path.exists(folder)
