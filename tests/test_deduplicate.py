@@ -21,6 +21,7 @@ from transforms.deduplicate import (
     event_date,
     event_partition,
     load_blob,
+    rows_to_batch,
     shard_of,
     stored_event_ids,
 )
@@ -279,3 +280,27 @@ def test_dedup_matches_first_copy_model(chunks, stored):
     assert [tuple(row.values()) for row in kept_rows] == expected
     assert repeated + already_stored == len(copies) - len(expected)
     assert already_stored == sum(copy[0] in stored for copy in copies)
+
+
+_ROW_VALUES = st.fixed_dictionaries(
+    {},
+    optional={
+        "event_id": st.text(max_size=4),
+        "source_line": st.integers(-(2**63), 2**63 - 1),
+        "sd_params": st.none() | st.dictionaries(st.text(max_size=3), st.text()),
+        "message_fields": st.lists(st.tuples(st.text(max_size=3), st.text())),
+        "parse_issues": st.lists(st.text(max_size=3)),
+        "_internal": st.integers(),
+    },
+)
+
+
+@given(st.lists(_ROW_VALUES, max_size=5))
+def test_rows_to_batch_matches_columns(rows):
+    expected = [
+        pa.array([row.get(field.name) for row in rows], type=field.type)
+        for field in EVENT_SCHEMA
+    ]
+    batch = rows_to_batch(rows, EVENT_SCHEMA)
+    assert batch.schema == EVENT_SCHEMA
+    assert batch.columns == expected

@@ -22,6 +22,7 @@ from transforms.read import (
     _ReadLines,
     estimated_text_bytes,
     order_for_workers,
+    split_blocks,
 )
 
 LINES = [b"first line", b"second line", b"third line"]
@@ -202,6 +203,18 @@ def test_repeated_files_listed_once():
     assert ordered == [("a.log", 3), ("b.log", 1)]
 
 
+def test_same_file_two_spellings_listed_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    absolute = str(tmp_path / "a.log")
+    ordered = order_for_workers([(absolute, 3), ("./a.log", 3), ("a.log", 3)], 2)
+    assert len(ordered) == 1
+
+
+def test_grown_file_keeps_larger_size():
+    ordered = order_for_workers([("s3://logs/a.log", 3), ("s3://logs/a.log", 5)], 2)
+    assert ordered == [("s3://logs/a.log", 5)]
+
+
 def test_compressed_files_weigh_more():
     assert estimated_text_bytes("s3://logs/a.log.gz", 10) > 10
     assert estimated_text_bytes("s3://logs/a.log.zst", 10) > 10
@@ -232,3 +245,23 @@ def test_spread_files_keeps_every_file(tmp_path):
             | beam.Map(tuple)
         )
         assert_that(spread, equal_to(files))
+
+
+def _split_model(content: bytes, max_line_bytes: int):
+    """Cut the whole content at once into the tuples `split_blocks` documents."""
+    *complete, rest = content.split(b"\n")
+    kept = min(4096, max_line_bytes)
+    pieces = [(line, True) for line in complete] + ([(rest, False)] if rest else [])
+    return [
+        (number, line if len(line) <= max_line_bytes else line[:kept], len(line), ends)
+        for number, (line, ends) in enumerate(pieces, start=1)
+    ]
+
+
+@given(
+    st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\x00", b"\n"))),
+    st.integers(min_value=1, max_value=8),
+)
+def test_split_blocks_matches_line_model(blocks, max_line_bytes):
+    lines = list(split_blocks(iter(blocks), max_line_bytes))
+    assert lines == _split_model(b"".join(blocks), max_line_bytes)
