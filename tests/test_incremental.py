@@ -203,6 +203,9 @@ def test_killed_run_rerun_matches_undisturbed(tmp_path):
         f"{inbox}/*",
         "--output",
         str(killed),
+        # A killed run leaves its shuffle folder, so it goes under tmp_path.
+        "--shuffle_dir",
+        str(tmp_path),
         *LOCAL_RUNNER_ARGS,
     ]
     env = dict(os.environ, PYTHONPATH=str(MAIN))
