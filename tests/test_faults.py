@@ -83,6 +83,18 @@ def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "pipeline", *args, *LOCAL_RUNNER_ARGS]
 
 
+def start_cli(*args: str, env: dict[str, str] = CLI_ENV) -> subprocess.Popen:
+    """Start the CLI in a subprocess that captures stdout and stderr as text."""
+    return subprocess.Popen(
+        cli_command(*args),
+        cwd=REPO,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> pathlib.Path:
     folder = tmp_path_factory.mktemp("fault-in")
@@ -139,26 +151,19 @@ def s3_outage(outage_inputs, tmp_path_factory) -> FaultedRun:
     output = f"s3://{bucket}/out"
     run_id = "20261204T000000Z-outage00"
     env = {**CLI_ENV, **BOUNDED_RETRY_ENV}
-    command = cli_command(
-        "--input",
-        str(inputs / "*.log"),
-        "--output",
-        output,
-        "--run_id",
-        run_id,
-        *OUTAGE_SHARDS,
-        *first.pipeline_args,
-    )
     snapshot: dict[str, bytes] = {}
     open_uploads: tuple[str, ...] = ()
     try:
-        process = subprocess.Popen(
-            command,
-            cwd=REPO,
+        process = start_cli(
+            "--input",
+            str(inputs / "*.log"),
+            "--output",
+            output,
+            "--run_id",
+            run_id,
+            *OUTAGE_SHARDS,
+            *first.pipeline_args,
             env=env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + FAULT_WAIT_S
         while process.poll() is None and time.monotonic() < deadline:
@@ -259,23 +264,16 @@ def killed_worker(inputs, undisturbed_ids, tmp_path_factory) -> FaultedRun:
     output = tmp_path_factory.mktemp("killed-out")
     shuffle = tmp_path_factory.mktemp("killed-shuffle")
     run_id = "20261204T000000Z-killed00"
-    process = subprocess.Popen(
-        cli_command(
-            "--input",
-            str(inputs / "*.log"),
-            "--output",
-            str(output),
-            "--run_id",
-            run_id,
-            "--shuffle_dir",
-            str(shuffle),
-            *MULTI_PROCESSING_ARGS,
-        ),
-        cwd=REPO,
-        env=CLI_ENV,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    process = start_cli(
+        "--input",
+        str(inputs / "*.log"),
+        "--output",
+        str(output),
+        "--run_id",
+        run_id,
+        "--shuffle_dir",
+        str(shuffle),
+        *MULTI_PROCESSING_ARGS,
     )
     try:
         worker_pids = kill_busy_worker(process)
@@ -392,20 +390,13 @@ def terminated_run(inputs, tmp_path_factory) -> tuple[int, str, list[str]]:
     """Send SIGTERM to a run as soon as its shuffle folder exists."""
     shuffle = tmp_path_factory.mktemp("terminated-shuffle")
     output = tmp_path_factory.mktemp("terminated-out")
-    process = subprocess.Popen(
-        cli_command(
-            "--input",
-            str(inputs / "*.log"),
-            "--output",
-            str(output),
-            "--shuffle_dir",
-            str(shuffle),
-        ),
-        cwd=REPO,
-        env=CLI_ENV,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    process = start_cli(
+        "--input",
+        str(inputs / "*.log"),
+        "--output",
+        str(output),
+        "--shuffle_dir",
+        str(shuffle),
     )
     try:
         deadline = time.monotonic() + FAULT_WAIT_S
