@@ -27,11 +27,7 @@ from apache_beam.options.pipeline_options import (
 from pipeline.options import Settings, parse_settings
 from pipeline.storage import redact
 from pipeline.summary import format_summary
-from pipeline.wiring import (
-    build_pipeline,
-    local_shuffle_folder,
-    remove_shuffle_folders,
-)
+from pipeline.wiring import build_pipeline, remove_shuffle_folders, run_batch
 from transforms.write import read_json, summary_path
 
 EXIT_UNBALANCED = 1
@@ -225,9 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     fail_run_when_worker_dies(settings.run_id)
     _stop_on_sigterm(settings.run_id)
     try:
-        with local_shuffle_folder(options, settings) as folder:
-            with beam.Pipeline(options=options) as pipeline:
-                build_pipeline(pipeline, settings, shuffle_folder=folder)
+        run_batch(options, settings)
         summary = read_json(summary_path(settings.output, settings.run_id))
     except Exception as error:  # noqa: BLE001 - reported as the exit status
         _LOG.exception("Run %s failed", settings.run_id)

@@ -25,14 +25,13 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.cli import EXIT_FAILED, EXIT_UNBALANCED
 from pipeline.options import Settings
 from pipeline.summary import format_summary
-from pipeline.wiring import build_pipeline, local_shuffle_folder
+from pipeline.wiring import run_batch
 from transforms.read import InputFile
 from transforms.watch import ListedObject, list_patterns
 from transforms.write import read_json, summary_path, write_json
@@ -198,11 +197,7 @@ def run_incremental(settings: Settings, report_idle: bool = True) -> int:
     # the runs do not write the same partition at the same moment).
     files = [InputFile(item.path, item.size_in_bytes) for item in new]
     try:
-        with local_shuffle_folder(options, settings) as folder:
-            with beam.Pipeline(options=options) as p:
-                build_pipeline(
-                    p, settings, listed=(files, reports), shuffle_folder=folder
-                )
+        run_batch(options, settings, listed=(files, reports))
         path = summary_path(settings.output, settings.run_id)
         summary = read_json(path)
         summary["objects_new"] = len(new)

@@ -103,11 +103,15 @@ def runs_locally(options: PipelineOptions) -> bool:
 _ACTIVE_SHUFFLE_FOLDERS: set[str] = set()
 
 
+def _remove_shuffle_folder(folder: str) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    _ACTIVE_SHUFFLE_FOLDERS.discard(folder)
+
+
 def remove_shuffle_folders() -> None:
     """Remove the shuffle folders of every run still in progress here."""
     for folder in list(_ACTIVE_SHUFFLE_FOLDERS):
-        shutil.rmtree(folder, ignore_errors=True)
-        _ACTIVE_SHUFFLE_FOLDERS.discard(folder)
+        _remove_shuffle_folder(folder)
 
 
 @contextlib.contextmanager
@@ -134,8 +138,7 @@ def local_shuffle_folder(
     try:
         yield folder
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
-        _ACTIVE_SHUFFLE_FOLDERS.discard(folder)
+        _remove_shuffle_folder(folder)
 
 
 def _match_stats(report: dict[str, Any]) -> dict[str, Any]:
@@ -204,3 +207,15 @@ def build_pipeline(
         | "MergeAllStats" >> beam.Flatten()
         | "WriteRunSummary" >> WriteRunSummary(settings)
     )
+
+
+def run_batch(
+    options: PipelineOptions,
+    settings: Settings,
+    listed: tuple[Sequence[InputFile], Sequence[dict[str, Any]]] | None = None,
+) -> None:
+    """Build and run the batch job to its end, in a shuffle folder on the
+    DirectRunner. `listed` is passed on to `build_pipeline`."""
+    with local_shuffle_folder(options, settings) as folder:
+        with beam.Pipeline(options=options) as pipeline:
+            build_pipeline(pipeline, settings, listed, shuffle_folder=folder)

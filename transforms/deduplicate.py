@@ -200,15 +200,9 @@ def key_events(
     # built once per group, not once per event.
     by_day: dict[tuple[str, int, int], Batch] = defaultdict(list)
     for record in batch:
-        # The shard is computed as `shard_of` does, inline because this loop
-        # runs once per event.
-        by_day[
-            (
-                record["category"],
-                record["event_time"] // _MICROS_PER_DAY,
-                int(record["event_id"][:8], 16) % shards,
-            )
-        ].append(record)
+        day = record["event_time"] // _MICROS_PER_DAY
+        shard = shard_of(record["event_id"], shards)
+        by_day[(record["category"], day, shard)].append(record)
     groups: dict[PartitionKey, Batch] = {
         (event_partition(category, rows[0]["event_time"]), shard): rows
         for (category, _day, shard), rows in by_day.items()
@@ -251,21 +245,14 @@ def _encode_each(
         yield letter_key, encode_rows(letter_rows, DEAD_LETTER_SCHEMA)
 
 
-class _KeyEvents(beam.DoFn):
-    def __init__(
-        self, shards: int, run_id: str, run_date: str, folder: str | None
-    ) -> None:
-        self._shards = shards
-        self._run_id = run_id
-        self._run_date = run_date
+class _SpillingDoFn(beam.DoFn):
+    """A DoFn whose output blobs go through a `BlobSpill` of `folder`."""
+
+    def __init__(self, folder: str | None) -> None:
         self._folder = folder
 
     def setup(self) -> None:
         self._spill = BlobSpill(self._folder)
-
-    def process(self, batch: Batch) -> Iterator[tuple[PartitionKey, Blob]]:
-        for key, blob in key_events(batch, self._shards, self._run_id, self._run_date):
-            yield key, self._spill.store(blob)
 
     def finish_bundle(self) -> None:
         self._spill.close()
@@ -274,14 +261,25 @@ class _KeyEvents(beam.DoFn):
         self._spill.close()
 
 
-class _KeyDeadLetters(beam.DoFn):
-    def __init__(self, run_id: str, run_date: str, folder: str | None) -> None:
+class _KeyEvents(_SpillingDoFn):
+    def __init__(
+        self, shards: int, run_id: str, run_date: str, folder: str | None
+    ) -> None:
+        super().__init__(folder)
+        self._shards = shards
         self._run_id = run_id
         self._run_date = run_date
-        self._folder = folder
 
-    def setup(self) -> None:
-        self._spill = BlobSpill(self._folder)
+    def process(self, batch: Batch) -> Iterator[tuple[PartitionKey, Blob]]:
+        for key, blob in key_events(batch, self._shards, self._run_id, self._run_date):
+            yield key, self._spill.store(blob)
+
+
+class _KeyDeadLetters(_SpillingDoFn):
+    def __init__(self, run_id: str, run_date: str, folder: str | None) -> None:
+        super().__init__(folder)
+        self._run_id = run_id
+        self._run_date = run_date
 
     def process(self, batch: Batch) -> Iterator[tuple[PartitionKey, Blob]]:
         groups: dict[PartitionKey, Batch] = defaultdict(list)
@@ -291,12 +289,6 @@ class _KeyDeadLetters(beam.DoFn):
             groups[(partition, 0)].append(letter)
         for key, rows in groups.items():
             yield key, self._spill.store(encode_rows(rows, DEAD_LETTER_SCHEMA))
-
-    def finish_bundle(self) -> None:
-        self._spill.close()
-
-    def teardown(self) -> None:
-        self._spill.close()
 
 
 class KeyByPartition(beam.PTransform):
@@ -494,8 +486,8 @@ class KeptPartitionCoder(BatchCoder):
 
     Beam estimates the size of sampled elements by encoding them with the
     PCollection's coder, which for the default coder pickles every table of
-    a partition shard. Here the estimate is the tables' Arrow size; like
-    `BatchCoder`, it pickles where an element must cross a process.
+    a partition shard. Here the estimate is the tables' Arrow size. Like
+    `BatchCoder`, it pickles an element that must cross a process.
     """
 
     def estimate_size(self, value: tuple) -> int:

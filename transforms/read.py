@@ -221,14 +221,9 @@ def order_for_workers(
         sizes 9 8 7 6 5 4, 2 workers -> 9 8 6 7 5 4 (9+6+5 and 8+7+4)
     """
     workers = max(1, workers)
-    by_file: dict[str, tuple[str, int]] = {}
-    for path, size in sorted(files):
-        same = _same_file_key(path)
-        known = by_file.get(same)
-        if known is None or size > known[1]:
-            by_file[same] = (known[0] if known else path, size)
     unique = sorted(
-        by_file.values(), key=lambda item: (-estimated_text_bytes(*item), item[0])
+        _unique_files(files),
+        key=lambda item: (-estimated_text_bytes(*item), item[0]),
     )
     ordered: list[tuple[str, int]] = []
     for start in range(0, len(unique), workers):
@@ -239,8 +234,20 @@ def order_for_workers(
     return ordered
 
 
+def _unique_files(files: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Keep one (path, size) pair per file: its first spelling in sort order,
+    with the largest size listed for it."""
+    by_file: dict[str, tuple[str, int]] = {}
+    for path, size in sorted(files):
+        key = _same_file_key(path)
+        first_path, known_size = by_file.get(key, (path, size))
+        by_file[key] = (first_path, max(size, known_size))
+    return list(by_file.values())
+
+
 def _same_file_key(path: str) -> str:
-    """Return one spelling of a path for every way of writing a local file's."""
+    """Return the real absolute path of a local file, so that every spelling
+    of it gives the same key. Object store URIs are returned as given."""
     if "://" in path and not path.startswith("file://"):
         return path
     return os.path.realpath(path.removeprefix("file://"))
